@@ -1,0 +1,177 @@
+"""Plain read models of a pool, free of XenAPI, Slack and SQL.
+
+They are built once per look-up from a handful of ``get_all_records`` calls and
+then answer every question (lists, name resolution, plans, diagnoses) without
+touching XAPI again. Integers arrive from XAPI as strings; they are converted
+here, once, so nobody downstream has to remember that sharp edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+InterfaceKind = Literal["vif", "pif"]
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class GuestInfo:
+    """What the guest agent reports: the evidence a discard diagnosis stands on."""
+
+    os_name: str = ""
+    distro: str = ""
+    major: str = ""
+    minor: str = ""
+    uname: str = ""
+    pv_drivers_detected: bool = False
+    pv_drivers_version: str = ""
+    ips: tuple[str, ...] = ()
+    can_use_hotplug_vif: str = "unspecified"
+    other: Mapping[str, str] = EMPTY
+
+    @property
+    def os_label(self) -> str:
+        return self.os_name or (f"{self.distro} {self.major}".strip() if self.distro else "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    ref: str
+    uuid: str
+    name: str
+    hostname: str
+    address: str
+    enabled: bool = True
+    is_master: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    ref: str
+    uuid: str
+    name: str
+    bridge: str
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    ref: str
+    uuid: str
+    name: str
+    power_state: str
+    resident_on: str | None
+    host_name: str
+    guest: GuestInfo | None
+    vif_refs: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    other_config: Mapping[str, str] = EMPTY
+
+    @property
+    def running(self) -> bool:
+        return self.power_state == "Running"
+
+    @property
+    def has_pv_drivers(self) -> bool:
+        return bool(self.guest and self.guest.pv_drivers_detected)
+
+
+@dataclass(frozen=True, slots=True)
+class Vif:
+    ref: str
+    uuid: str
+    device: str
+    mac: str
+    mtu: int
+    vm_ref: str
+    vm_name: str
+    network_ref: str
+    network_name: str
+    currently_attached: bool
+    other_config: Mapping[str, str]
+    locking_mode: str = ""
+    status_code: int = 0
+    params: Mapping[str, object] = field(default=EMPTY, compare=False, repr=False)
+
+    kind: InterfaceKind = "vif"
+
+    @property
+    def label(self) -> str:
+        return f"{self.vm_name}:{self.device}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pif:
+    ref: str
+    uuid: str
+    device: str
+    mac: str
+    mtu: int
+    vlan: int
+    host_ref: str
+    host_name: str
+    network_ref: str
+    network_name: str
+    physical: bool
+    currently_attached: bool
+    management: bool
+    bond_slave_of: str | None
+    bond_master_of: tuple[str, ...]
+    other_config: Mapping[str, str]
+    properties: Mapping[str, str] = EMPTY
+    params: Mapping[str, object] = field(default=EMPTY, compare=False, repr=False)
+
+    kind: InterfaceKind = "pif"
+
+    @property
+    def label(self) -> str:
+        return f"{self.host_name}:{self.device}"
+
+    @property
+    def bond_role(self) -> str:
+        if self.bond_master_of:
+            return "bond"
+        if self.bond_slave_of:
+            return "member"
+        return ""
+
+
+Interface = Vif | Pif
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInventory:
+    """One consistent-enough picture of a pool, read in a fixed number of calls."""
+
+    pool: str
+    master: Host
+    hosts: Mapping[str, Host]
+    vms: Mapping[str, Vm]
+    vifs: Mapping[str, Vif]
+    pifs: Mapping[str, Pif]
+    networks: Mapping[str, Network]
+
+    def vifs_of(self, vm: Vm) -> list[Vif]:
+        return sorted(
+            (self.vifs[r] for r in vm.vif_refs if r in self.vifs),
+            key=lambda v: _device_order(v.device),
+        )
+
+    def pifs_of(self, host: Host) -> list[Pif]:
+        return sorted(
+            (p for p in self.pifs.values() if p.host_ref == host.ref),
+            key=lambda p: (_device_order(p.device), p.vlan),
+        )
+
+    def vms_on(self, host: Host) -> list[Vm]:
+        return sorted((v for v in self.vms.values() if v.resident_on == host.ref), key=lambda v: v.name.lower())
+
+
+def _device_order(device: str) -> tuple[int, str]:
+    """``eth10`` after ``eth9``; VIF devices are plain numbers."""
+    digits = "".join(ch for ch in device if ch.isdigit())
+    return (int(digits) if digits else 1 << 30, device)

@@ -1,0 +1,44 @@
+"""XAPI failures as xenbot's own exceptions, so only the gateway imports XenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class XenError(Exception):
+    """Anything that went wrong talking to a pool."""
+
+    pool: str
+
+
+class XapiError(XenError):
+    """XAPI answered with a failure: ``[CODE, *params]`` as in ``ErrorDescription``."""
+
+    def __init__(self, pool: str, method: str, details: Sequence[object]) -> None:
+        self.pool = pool
+        self.method = method
+        self.code = str(details[0]) if details else "UNKNOWN_ERROR"
+        self.params = [str(d) for d in details[1:]]
+        super().__init__(f"{self.code}{' ' + str(self.params) if self.params else ''} from {method} on {pool}")
+
+    @property
+    def short(self) -> str:
+        """``CODE: param, param`` for one-line summaries in Slack."""
+        return self.code + (": " + ", ".join(self.params) if self.params else "")
+
+
+class XapiUnavailable(XenError):
+    """The pool could not be reached (refused, timed out, TLS failure, no master found)."""
+
+    def __init__(self, pool: str, reason: str) -> None:
+        self.pool = pool
+        self.reason = reason
+        super().__init__(f"pool {pool!r} is unreachable: {reason}")
+
+
+class XapiAuthFailed(XenError):
+    """Credentials were refused: retrying cannot help, an operator must fix the config."""
+
+    def __init__(self, pool: str, user: str) -> None:
+        self.pool = pool
+        super().__init__(f"pool {pool!r} refused the credentials of user {user!r}")

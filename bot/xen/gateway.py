@@ -1,0 +1,425 @@
+"""The one door to XAPI: sessions, master following, retries and bounded parallelism.
+
+``XenAPI.Session`` is a single HTTP connection that is not safe to share between
+threads, re-logs in on its own with a fresh session per proxy, and does not
+follow ``HOST_IS_SLAVE``. So the gateway keeps one *session ref* per pool and a
+small set of proxies (HTTP connections) that all use it, re-logs in once for
+everyone when XAPI says the session is gone, and moves to the new master when a
+member tells it where the master is. Reads are retried on connection errors;
+writes are not blindly retried (the caller reads back instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import socket
+import ssl
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import XenAPI
+
+from bot.domain.model import InterfaceKind, PoolInventory
+from bot.settings import PoolSettings
+from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
+from bot.xen.records import build_inventory
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+API_VERSION = "2.0"
+ORIGINATOR = "xenbot"
+_MAX_REDIRECTS = 3
+_MAX_RELOGINS = 2
+
+# Classes read for an inventory, each with exactly one get_all_records call.
+_INVENTORY_CLASSES = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")
+
+_CONNECTION_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, ssl.SSLError)
+
+
+class _Transport(xmlrpc.client.Transport):
+    """HTTP or HTTPS with a timeout and an explicit TLS context (the stock client has neither knob)."""
+
+    def __init__(self, *, https: bool, context: ssl.SSLContext | None, timeout: float) -> None:
+        super().__init__()
+        self._https = https
+        self._context = context
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        cached = self._connection
+        if cached[1] is not None and host == cached[0]:
+            return cached[1]
+        chost, self._extra_headers, _x509 = self.get_host_info(host)
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(chost, timeout=self._timeout, context=self._context)
+        else:
+            conn = http.client.HTTPConnection(chost, timeout=self._timeout)
+        self._connection = host, conn
+        return conn
+
+
+def tls_context(settings: PoolSettings) -> ssl.SSLContext:
+    """Verified by default; ``ca_file`` for pools with their own CA; opt-out is explicit."""
+    if not settings.verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+
+
+def url_for_address(base_url: str, address: str) -> str:
+    """A member's answer names the master by address; keep our scheme and port unless it gives one."""
+    parts = urlsplit(base_url)
+    address = address.strip()
+    if address.count(":") == 1:  # ip:port (the simulator on shared loopback addresses)
+        netloc = address
+    else:
+        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", "", ""))
+
+
+@dataclass
+class _Proxy:
+    session: Any  # XenAPI.Session used only as an HTTP connection
+    url: str
+    epoch: int
+
+
+class PoolGateway:
+    """All XAPI traffic for one pool goes through here."""
+
+    def __init__(
+        self,
+        settings: PoolSettings,
+        *,
+        retry_delays: Sequence[float] = (0.2, 0.5, 1.0),
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._retry_delays = tuple(retry_delays)
+        self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
+        self._master_url = settings.url
+        self._known_urls: list[str] = [settings.url]
+        self._epoch = 0  # bumped when the master URL changes; old proxies are dropped
+        self._session_ref: str | None = None
+        self._session_generation = 0
+        self._idle: list[_Proxy] = []
+        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self._executor: ThreadPoolExecutor | None = None
+        self.calls = 0  # XAPI calls made, for benchmarks and metrics
+
+    # -- public surface --------------------------------------------------------
+
+    @property
+    def master_url(self) -> str:
+        return self._master_url
+
+    def call(self, method: str, *args: Any, idempotent: bool = True) -> Any:
+        """Call ``Class.message`` with the session prepended; translate failures to our errors."""
+        redirects = relogins = attempt = 0
+        while True:
+            generation = self._ensure_session()
+            try:
+                with self._proxy() as proxy:
+                    return self._invoke(proxy, method, args)
+            except XenAPI.Failure as failure:
+                details = list(failure.details)
+                if details and details[0] == "HOST_IS_SLAVE" and redirects < _MAX_REDIRECTS:
+                    redirects += 1
+                    self._follow_master(str(details[1]) if len(details) > 1 else "")
+                    continue
+                raise XapiError(self.name, method, details) from None
+            except xmlrpc.client.Fault as fault:
+                # XenAPI turns SESSION_INVALID into Fault(401) when it has no credentials of its own.
+                if fault.faultCode == 401 and relogins < _MAX_RELOGINS:
+                    relogins += 1
+                    self._invalidate_session(generation)
+                    continue
+                raise XapiError(self.name, method, ["XMLRPC_FAULT", fault.faultCode, fault.faultString]) from None
+            except _CONNECTION_ERRORS as exc:
+                if not idempotent or attempt >= len(self._retry_delays):
+                    raise XapiUnavailable(self.name, _describe(exc)) from None
+                log.info("xapi %s on %s: %s; retrying", method, self.name, _describe(exc))
+                time.sleep(self._retry_delays[attempt])
+                attempt += 1
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Run ``fn`` over items with at most ``max_concurrency`` XAPI calls in flight."""
+        materialised = list(items)
+        if len(materialised) <= 1:
+            return [fn(i) for i in materialised]
+        return list(self._pool_executor().map(fn, materialised))
+
+    def inventory(self) -> PoolInventory:
+        """The whole pool in one ``get_all_records`` per class, fetched in parallel."""
+        records = dict(
+            zip(
+                _INVENTORY_CLASSES,
+                self.map(lambda cls: self.call(f"{cls}.get_all_records"), _INVENTORY_CLASSES),
+                strict=True,
+            )
+        )
+        inventory = build_inventory(
+            self.name,
+            pools=records["pool"],
+            hosts=records["host"],
+            vms=records["VM"],
+            guest_metrics=records["VM_guest_metrics"],
+            vifs=records["VIF"],
+            pifs=records["PIF"],
+            networks=records["network"],
+        )
+        self._remember_hosts(h.address for h in inventory.hosts.values())
+        return inventory
+
+    def record(self, cls: str, ref: str) -> Mapping[str, Any]:
+        result = self.call(f"{cls}.get_record", ref)
+        return dict(result)
+
+    def other_config(self, kind: InterfaceKind, ref: str) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.call(f"{_cls(kind)}.get_other_config", ref).items()}
+
+    def write_other_config(
+        self, kind: InterfaceKind, ref: str, changes: Mapping[str, str | None], known: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Apply key changes without touching other keys, then read back the whole map.
+
+        ``known`` is the map as last read; it saves a remove for keys that were
+        absent. ``add_to_other_config`` fails with MAP_DUPLICATE_KEY even for an
+        identical value, so a key that appeared meanwhile is removed and re-added.
+        """
+        cls = _cls(kind)
+        for map_key, value in changes.items():
+            if value is None:
+                self.call(f"{cls}.remove_from_other_config", ref, map_key)
+                continue
+            if map_key in known:
+                self.call(f"{cls}.remove_from_other_config", ref, map_key)
+            try:
+                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
+            except XapiError as exc:
+                if exc.code != "MAP_DUPLICATE_KEY":
+                    raise
+                self.call(f"{cls}.remove_from_other_config", ref, map_key)
+                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
+        return self.other_config(kind, ref)
+
+    def check(self) -> str:
+        """Log in (following the master) and return the master's URL; raises when unreachable."""
+        self._ensure_session()
+        return self._master_url
+
+    def close(self) -> None:
+        with self._lock:
+            ref, self._session_ref = self._session_ref, None
+            idle, self._idle = self._idle, []
+        if ref:
+            try:
+                proxy = self._new_proxy(self._master_url, self._epoch)
+                getattr(proxy.session, "session.logout")(ref)
+                _close_proxy(proxy)
+            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+                log.debug("logout from %s failed: %s", self.name, exc)
+        for p in idle:
+            _close_proxy(p)
+        if self._executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- sessions and masters --------------------------------------------------
+
+    def _ensure_session(self) -> int:
+        with self._lock:
+            if self._session_ref is not None:
+                return self._session_generation
+        with self._login_lock:
+            with self._lock:
+                if self._session_ref is not None:
+                    return self._session_generation
+            ref = self._login()
+            with self._lock:
+                self._session_ref = ref
+                self._session_generation += 1
+                return self._session_generation
+
+    def _invalidate_session(self, generation: int) -> None:
+        """Forget the session unless another thread already logged in again since it failed."""
+        with self._lock:
+            if self._session_generation == generation:
+                self._session_ref = None
+
+    def _login(self) -> str:
+        """Log in at the master; members answer HOST_IS_SLAVE with the master's address."""
+        password = self.settings.secret().get_secret_value()
+        tried: list[str] = []
+        candidates = [self._master_url, *[u for u in self._known_urls if u != self._master_url]]
+        last_error = "no address to try"
+        while candidates:
+            url = candidates.pop(0)
+            if url in tried:
+                continue
+            tried.append(url)
+            session = self._new_proxy(url, -1).session
+            try:
+                session.login_with_password(self.settings.username, password, API_VERSION, ORIGINATOR)
+            except XenAPI.Failure as failure:
+                details = list(failure.details)
+                if details and details[0] == "HOST_IS_SLAVE" and len(details) > 1:
+                    candidates.insert(0, url_for_address(url, str(details[1])))
+                    continue
+                if details and details[0] == "SESSION_AUTHENTICATION_FAILED":
+                    raise XapiAuthFailed(self.name, self.settings.username) from None
+                raise XapiError(self.name, "session.login_with_password", details) from None
+            except _CONNECTION_ERRORS as exc:
+                last_error = f"{url}: {_describe(exc)}"
+                continue
+            finally:
+                _close_session(session)
+            self._set_master(url)
+            log.info("logged in to pool %s at %s", self.name, url)
+            return str(session._session)
+        raise XapiUnavailable(self.name, last_error)
+
+    def _follow_master(self, address: str) -> None:
+        new_url = url_for_address(self._master_url, address) if address else self.settings.url
+        log.warning("pool %s: %s is not the master any more; following to %s", self.name, self._master_url, new_url)
+        self._set_master(new_url)
+        with self._lock:
+            self._session_ref = None
+
+    def _set_master(self, url: str) -> None:
+        with self._lock:
+            if url != self._master_url:
+                self._master_url = url
+                self._epoch += 1
+            if url not in self._known_urls:
+                self._known_urls.append(url)
+
+    def _remember_hosts(self, addresses: Iterable[str]) -> None:
+        """Members we may ask for the master if the current one stops answering."""
+        with self._lock:
+            for address in addresses:
+                if address:
+                    url = url_for_address(self.settings.url, address)
+                    if url not in self._known_urls:
+                        self._known_urls.append(url)
+
+    # -- connections -----------------------------------------------------------
+
+    @contextmanager
+    def _proxy(self) -> Iterator[_Proxy]:
+        with self._slots:
+            with self._lock:
+                epoch, url = self._epoch, self._master_url
+                proxy = self._idle.pop() if self._idle else None
+            if proxy is None or proxy.epoch != epoch:
+                if proxy is not None:
+                    _close_proxy(proxy)
+                proxy = self._new_proxy(url, epoch)
+            healthy = False
+            try:
+                yield proxy
+                healthy = True
+            except (XenAPI.Failure, xmlrpc.client.Fault):
+                healthy = True  # an XAPI answer: the connection itself is fine
+                raise
+            finally:
+                kept = False
+                if healthy:
+                    with self._lock:
+                        if proxy.epoch == self._epoch:
+                            self._idle.append(proxy)
+                            kept = True
+                if not kept:
+                    _close_proxy(proxy)
+
+    def _new_proxy(self, url: str, epoch: int) -> _Proxy:
+        https = urlsplit(url).scheme == "https"
+        transport = _Transport(
+            https=https,
+            context=tls_context(self.settings) if https else None,
+            timeout=self.settings.timeout_seconds,
+        )
+        return _Proxy(session=XenAPI.Session(url, transport=transport), url=url, epoch=epoch)
+
+    def _invoke(self, proxy: _Proxy, method: str, args: Sequence[Any]) -> Any:
+        with self._lock:
+            proxy.session._session = self._session_ref
+            self.calls += 1
+        target: Any = proxy.session.xenapi
+        for part in method.split("."):
+            target = getattr(target, part)
+        return target(*args)
+
+    def _pool_executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.settings.max_concurrency, thread_name_prefix=f"xapi-{self.name}"
+                )
+            return self._executor
+
+
+def _cls(kind: InterfaceKind) -> str:
+    return "VIF" if kind == "vif" else "PIF"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({exc.verify_message}); set ca_file, or verify_tls = false"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _close_session(session: Any) -> None:
+    with contextlib.suppress(Exception):  # closing a socket that may already be gone
+        session("close")()
+
+
+def _close_proxy(proxy: _Proxy) -> None:
+    _close_session(proxy.session)
+
+
+class Gateways:
+    """The gateways of every configured pool, by name."""
+
+    def __init__(self, pools: Iterable[PoolSettings], **kwargs: Any) -> None:
+        self._by_name = {p.name.lower(): PoolGateway(p, **kwargs) for p in pools}
+
+    def __iter__(self) -> Iterator[PoolGateway]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def names(self) -> list[str]:
+        return [g.name for g in self._by_name.values()]
+
+    def get(self, name: str) -> PoolGateway:
+        try:
+            return self._by_name[name.lower()]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def close(self) -> None:
+        for gateway in self._by_name.values():
+            gateway.close()
