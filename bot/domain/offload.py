@@ -10,10 +10,12 @@ missing key as "off" is the bug behind XO #5234 — so the three-way answer
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.domain.model import InterfaceKind
+from bot.domain.model import Interface, InterfaceKind
 
 VIF_MODES: tuple[str, ...] = ("rx", "tx", "sg", "tso", "ufo", "gso")
 PIF_MODES: tuple[str, ...] = (*VIF_MODES, "gro", "lro")
@@ -87,3 +89,39 @@ def parse_modes(text: str | Iterable[str] | None, kinds: Iterable[InterfaceKind]
                 f"{', '.join(VIF_MODES)} on a VIF (gro/lro apply to PIFs only)"
             )
     return tuple(dict.fromkeys(requested))
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadSummary:
+    """How a set of interfaces is configured, and which ones stand out."""
+
+    modes: tuple[str, ...]
+    counts: Mapping[str, Mapping[Setting, int]]
+    total: int
+    usual: Mapping[str, Setting]
+    outliers: tuple[Interface, ...]
+
+
+def summarise(interfaces: Iterable[Interface]) -> OffloadSummary:
+    items = list(interfaces)
+    kinds = {i.kind for i in items}
+    modes = PIF_MODES if kinds == {"pif"} else VIF_MODES
+    counts: dict[str, Counter[Setting]] = {m: Counter() for m in modes}
+    signatures: Counter[tuple[Setting, ...]] = Counter()
+    configs: list[tuple[Interface, tuple[Setting, ...]]] = []
+    for iface in items:
+        settings = configured(iface.other_config, iface.kind)
+        signature = tuple(settings.get(m, Setting.DEFAULT) for m in modes)
+        for mode, setting in zip(modes, signature, strict=True):
+            counts[mode][setting] += 1
+        signatures[signature] += 1
+        configs.append((iface, signature))
+    usual_signature = signatures.most_common(1)[0][0] if signatures else tuple(Setting.DEFAULT for _ in modes)
+    outliers = tuple(i for i, sig in configs if sig != usual_signature)
+    return OffloadSummary(
+        modes=modes,
+        counts={m: dict(c) for m, c in counts.items()},
+        total=len(items),
+        usual=dict(zip(modes, usual_signature, strict=True)),
+        outliers=outliers,
+    )

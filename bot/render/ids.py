@@ -1,0 +1,23 @@
+"""Action ids of every button xenbot posts, in one place.
+
+Handlers route clicks by these ids; tests build clicks with them. Approval
+buttons keep ``approve`` / ``reject`` in their ids so monitoring of the Slack
+app's interactivity logs can find them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    SHARE = "xenbot_share_reply"
+    PAGE = "xenbot_page"
+    APPROVE = "xenbot_approve_change"
+    REJECT = "xenbot_reject_change"
+    CANCEL = "xenbot_cancel_change"
+    ACTIVATE = "xenbot_activate_change"
+    REVERT = "xenbot_revert_change"
+    DISABLE_OFFLOAD = "xenbot_disable_offload"
+    SHOW_VIFS = "xenbot_show_vifs"
+    MUTE = "xenbot_mute_alerts"
