@@ -17,6 +17,8 @@ _COMMAND_MODULES = (
     "bot.xen.sim.cli",
     "bot.config_cli",
     "bot.db.cli",
+    "bot.console",
+    "handlers.cli",
 )
 
 

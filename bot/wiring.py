@@ -1,0 +1,75 @@
+"""The one place that builds engines, gateways, services and the router from settings.
+
+Slack, the console and the tests all start from :func:`build`, so they run the
+same objects wired the same way; only the transport around them differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import db
+from bot.domain.access import AccessPolicy, MembersOf
+from bot.router import CommandRouter
+from bot.services.audit import AuditLog
+from bot.services.inspection import InspectionService
+from bot.settings import Settings
+from bot.xen.gateway import Gateways
+
+log = logging.getLogger(__name__)
+
+
+def no_groups(_group_id: str) -> Collection[str]:
+    """Membership lookup when Slack is not available (console): only listed user ids count."""
+    return ()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    gateways: Gateways
+    access: AccessPolicy
+    audit: AuditLog
+    inspection: InspectionService
+    router: CommandRouter
+
+    def close(self) -> None:
+        self.gateways.close()
+        self.engine.dispose()
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    s = settings.slack
+    return AccessPolicy(
+        operators=tuple(s.operators),
+        approvers=tuple(s.approvers),
+        allowed_channels=tuple(s.allowed_channels),
+        allow_self_approval=s.allow_self_approval,
+    )
+
+
+def build(settings: Settings, *, members_of: MembersOf = no_groups, migrate: bool = True) -> Services:
+    """Everything the bot needs; the schema is brought to head first (several replicas: one migrates)."""
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    gateways = Gateways(settings.pools)
+    access = access_policy(settings)
+    audit = AuditLog(sessions)
+    inspection = InspectionService(gateways)
+    router = CommandRouter(
+        inspection=inspection,
+        access=access,
+        members_of=members_of,
+        audit=audit,
+        command=settings.slack.command,
+    )
+    return Services(settings, engine, sessions, gateways, access, audit, inspection, router)

@@ -1,0 +1,39 @@
+"""The Bolt app, assembled from the listener modules."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+
+from bot.wiring import Services
+from handlers import actions, commands
+from handlers.middleware import SeenDeliveries, dedupe_events
+
+log = logging.getLogger(__name__)
+
+
+def build_app(services: Services, client: WebClient, *, verify_token: bool = True) -> App:
+    slack = services.settings.slack
+    app = App(
+        client=client,
+        token=client.token,
+        signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
+        token_verification_enabled=verify_token,
+        process_before_response=False,
+        ignoring_self_events_enabled=True,
+    )
+    app.middleware(dedupe_events(SeenDeliveries()))
+    commands.register(app, services)
+    actions.register(app, services)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+        reference = secrets.token_hex(4)
+        log.error("unhandled error in Slack listener (reference %s)", reference, exc_info=error)
+        return BoltResponse(status=500, body=f"xenbot failed (reference {reference})")
+
+    return app

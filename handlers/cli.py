@@ -1,0 +1,91 @@
+"""``xenbot serve``: run the Slack app over Socket Mode (default) or HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the Slack app (Socket Mode, or --http)")
+    serve.add_argument("--http", action="store_true", help="serve POST /slack/events instead of Socket Mode")
+    serve.add_argument("--host", default="0.0.0.0", help="HTTP listen address (default 0.0.0.0)")  # noqa: S104
+    serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000, 0 picks one)")
+    serve.set_defaults(func=run_serve)
+
+
+def _requirements(settings: Settings, http: bool) -> list[str]:
+    s = settings.slack
+    problems = []
+    if s.bot_token is None:
+        problems.append("slack.bot_token (or SLACK_BOT_TOKEN) is required: the bot's xoxb- token")
+    if http and s.signing_secret is None:
+        problems.append("slack.signing_secret (or SLACK_SIGNING_SECRET) is required in HTTP mode")
+    if not http and s.app_token is None:
+        problems.append("slack.app_token (or SLACK_APP_TOKEN, xapp-…) is required for Socket Mode; or use --http")
+    if not settings.pools:
+        problems.append("no [[pools]] configured: xenbot has nothing to manage")
+    return problems
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from handlers.app import build_app
+    from handlers.client import web_client
+    from handlers.directory import GroupDirectory
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return 2
+    problems = _requirements(settings, args.http)
+    if problems:
+        for problem in problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.wiring import build
+
+    client = web_client(settings)
+    directory = GroupDirectory(client)
+    services = build(settings, members_of=directory.members_of)
+    app = build_app(services, client)
+    _stop_on_sigterm()
+    try:
+        if args.http:
+            from handlers.http_server import make_server
+
+            server = make_server(app, args.host, args.port)
+            port = server.server_address[1]
+            print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
+            try:
+                server.serve_forever()
+            finally:
+                server.server_close()
+        else:
+            from handlers.socket_mode import start_socket_mode
+
+            assert settings.slack.app_token is not None
+            print("xenbot: connecting to Slack over Socket Mode", flush=True)
+            start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

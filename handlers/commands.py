@@ -1,0 +1,28 @@
+"""The ``/xen`` slash command: ack at once, do the work after, answer via response_url."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.router import Actor
+from bot.wiring import Services
+from handlers.delivery import deliver
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, services: Services) -> None:
+    def ack_now(ack: Ack) -> None:
+        # Nothing slow before this: Slack gives us 3 seconds, XAPI may take longer.
+        ack()
+
+    def run(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        actor = Actor(user_id=body.get("user_id", ""), channel_id=body.get("channel_id"))
+        reply = services.router.handle(actor, body.get("text", ""))
+        deliver(reply, client=client, respond=respond, channel_id=actor.channel_id, user_id=actor.user_id)
+
+    app.command(services.settings.slack.command)(ack=ack_now, lazy=[run])
