@@ -18,6 +18,10 @@ InterfaceKind = Literal["vif", "pif"]
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
+def _empty() -> Mapping[str, str]:
+    return EMPTY
+
+
 @dataclass(frozen=True, slots=True)
 class GuestInfo:
     """What the guest agent reports: the evidence a discard diagnosis stands on."""
@@ -31,7 +35,7 @@ class GuestInfo:
     pv_drivers_version: str = ""
     ips: tuple[str, ...] = ()
     can_use_hotplug_vif: str = "unspecified"
-    other: Mapping[str, str] = EMPTY
+    other: Mapping[str, str] = field(default_factory=_empty)
 
     @property
     def os_label(self) -> str:
@@ -69,7 +73,7 @@ class Vm:
     guest: GuestInfo | None
     vif_refs: tuple[str, ...]
     tags: tuple[str, ...] = ()
-    other_config: Mapping[str, str] = EMPTY
+    other_config: Mapping[str, str] = field(default_factory=_empty)
 
     @property
     def running(self) -> bool:
@@ -95,7 +99,7 @@ class Vif:
     other_config: Mapping[str, str]
     locking_mode: str = ""
     status_code: int = 0
-    params: Mapping[str, object] = field(default=EMPTY, compare=False, repr=False)
+    params: Mapping[str, object] = field(default_factory=_empty, compare=False, repr=False)
 
     kind: InterfaceKind = "vif"
 
@@ -122,8 +126,8 @@ class Pif:
     bond_slave_of: str | None
     bond_master_of: tuple[str, ...]
     other_config: Mapping[str, str]
-    properties: Mapping[str, str] = EMPTY
-    params: Mapping[str, object] = field(default=EMPTY, compare=False, repr=False)
+    properties: Mapping[str, str] = field(default_factory=_empty)
+    params: Mapping[str, object] = field(default_factory=_empty, compare=False, repr=False)
 
     kind: InterfaceKind = "pif"
 
