@@ -1,0 +1,149 @@
+"""ORM models. The schema itself is owned by the Alembic migrations; these must match them.
+
+``tests/db/test_migrations.py`` compares the two with Alembic's autogenerate, so a column added
+here without a migration (or the reverse) fails the build instead of a deployment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names: Alembic can only alter or drop a constraint it can name, and
+# SQLite's batch mode (copy-and-rename of the table) needs names to carry constraints across.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# prev_hash of the first row of the chain.
+GENESIS_HASH: Final = "0" * 64
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always an aware UTC ``datetime`` in Python, on both databases.
+
+    SQLite has no time zones: ``DateTime(timezone=True)`` silently stores the wall-clock time and
+    returns a naive value. The audit hash covers the ISO form of ``at``, so the value read back
+    must be exactly the one hashed; normalising to UTC on the way in and out guarantees that.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware datetime (datetime.now(UTC))")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL: indexable and compact; SQLite stores JSON as text.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling the audit hash is computed over: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def chain_hash(
+    prev_hash: str,
+    *,
+    id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str,
+    channel: str | None,
+    request_id: str | None,
+    details: Any,
+) -> str:
+    """``sha256(prev_hash + canonical JSON of the row)``, hex.
+
+    Including ``prev_hash`` links each row to all rows before it, so altering or removing any row
+    breaks every hash after it; including ``id`` makes a removed row show as a gap.
+    """
+    payload = canonical_json(
+        {
+            "id": id,
+            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "channel": channel,
+            "request_id": request_id,
+            "details": details,
+        }
+    )
+    return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit log.
+
+    Rows are written only by :func:`bot.db.audit.record`, which assigns ``id`` itself (previous id
+    + 1, under the chain lock) rather than from a sequence: a PostgreSQL sequence loses values on
+    rollback, and gaps must mean "a row was deleted", not "a transaction failed". The database
+    refuses UPDATE and DELETE (triggers in the migration), and ``prev_hash`` is unique so that two
+    writers that somehow computed the same predecessor cannot fork the chain: the second insert
+    fails instead.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index(None, "action"),
+        Index(None, "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Slack user id, or "system", "policy:<id>", "cli:<unix user>".
+    actor: Mapped[str] = mapped_column(String(128))
+    # Dotted verb such as "command.refused" or "change.approved"; recent() filters on a prefix.
+    action: Mapped[str] = mapped_column(String(64))
+    # What the event is about: pool, VM, VIF or request id. Free text, for people to read.
+    target: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    # Short correlation id tying the events of one Slack interaction together.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def compute_hash(self) -> str:
+        """The hash this row should have given its contents and ``prev_hash``."""
+        return chain_hash(
+            self.prev_hash,
+            id=self.id,
+            at=self.at,
+            actor=self.actor,
+            action=self.action,
+            target=self.target,
+            channel=self.channel,
+            request_id=self.request_id,
+            details=self.details,
+        )
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(id={self.id}, at={self.at.isoformat()}, actor={self.actor!r}, action={self.action!r})"
