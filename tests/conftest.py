@@ -1,0 +1,1 @@
+from tests.conftest_db import *  # noqa: F403
