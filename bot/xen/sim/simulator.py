@@ -1,0 +1,243 @@
+"""The :class:`Simulator` facade: build a pool, serve it over HTTP, control it from tests.
+
+Everything a test or ``xenbot demo`` needs is here, in one object, so nobody has
+to wire store, dispatcher, faults and server together by hand::
+
+    from bot.xen.sim import Simulator
+
+    with Simulator.start(fixture="demo") as sim:
+        session = XenAPI.Session(sim.url)
+        session.xenapi.login_with_password("root", "xenroot", "1.0", "test")
+        vif = sim.pool.vif("pfsense-fw01", 0)
+        assert sim.effective_offload(vif)["tx"] == "off"
+
+The same controls are reachable over XML-RPC as ``sim.*`` methods on any host's
+URL, without a session — see :meth:`Simulator.sim_call` for the list. They are a
+separate namespace on purpose: nothing simulator-only ever appears as a XAPI
+field or message, so code under test cannot come to depend on it by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bot.xen.sim.api import DEFAULT_PASSWORD, DEFAULT_USER, Dispatcher
+from bot.xen.sim.faults import Faults
+from bot.xen.sim.fixtures import build_pool, load_fixture
+from bot.xen.sim.pool import Pool
+from bot.xen.sim.server import Endpoint, XapiServer
+
+
+class Simulator:
+    """A running simulated pool. Create with :meth:`start`; stop with :meth:`stop` or ``with``."""
+
+    def __init__(self, pool: Pool, dispatcher: Dispatcher, faults: Faults, server: XapiServer) -> None:
+        self.pool = pool
+        self.dispatcher = dispatcher
+        self.faults = faults
+        self.server = server
+        self._stopped = False
+        self._sim_methods: dict[str, Callable[..., Any]] = {
+            "sim.info": self.info,
+            "sim.get_effective_offload": self.effective_offload,
+            "sim.get_call_counts": self.call_counts,
+            "sim.reset_call_counts": self.reset_call_counts,
+            "sim.fail_calls": self._rpc_fail_calls,
+            "sim.drop_connections": self._rpc_drop_connections,
+            "sim.add_latency": lambda ms, pattern="*": self.faults.latency(float(ms), str(pattern)),
+            "sim.set_latency": self.set_latency,
+            "sim.hang": lambda pattern="*": self.faults.hang(str(pattern)),
+            "sim.release": self.faults.release,
+            "sim.clear_faults": self.clear_faults,
+            "sim.list_faults": lambda: [r.describe() for r in self.faults.rules()],
+            "sim.remove_fault": lambda rule_id: self.faults.remove(int(rule_id)),
+            "sim.expire_sessions": self.expire_sessions,
+            "sim.move_master": self.move_master,
+            "sim.forget_events": self.pool.forget_events,
+            "sim.start_of_day": self.pool.start_of_day,
+            "sim.set_task_delay": self.set_task_delay,
+        }
+
+    # ---------------------------------------------------------------- start
+    @classmethod
+    def start(
+        cls,
+        fixture: str | Path | Mapping[str, Any] = "demo",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        user: str = DEFAULT_USER,
+        password: str = DEFAULT_PASSWORD,
+        latency_ms: float = 0.0,
+        seed: int = 0,
+        task_delay_ms: float = 50.0,
+        event_batch_ms: float = 50.0,
+        network_backend: str = "openvswitch",
+    ) -> Simulator:
+        """Build the pool from ``fixture`` and serve every host; returns once listening.
+
+        ``fixture`` is ``"demo"``, ``"scale:N"``, a path to a YAML/JSON file, or an
+        already-parsed dict. ``port=0`` picks a free port. ``task_delay_ms`` is how
+        long an ``Async.`` task stays ``pending``; ``event_batch_ms`` is the pause
+        after a wake-up before ``event.from`` answers (XAPI uses 50 ms).
+        """
+        pool = build_pool(load_fixture(fixture), seed=seed, network_backend=network_backend)
+        pool.event_batch_delay = event_batch_ms / 1000.0
+        dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
+        faults = Faults(seed=seed)
+        server = XapiServer(dispatcher, faults, latency_ms=latency_ms)
+        sim = cls(pool, dispatcher, faults, server)
+        server.sim_handler = sim.sim_call
+        with pool.lock:
+            hosts = [h.ref for h in pool.all("host")]
+        endpoints = server.bind(hosts, host, port)
+        with pool.lock:
+            for ep in endpoints:
+                pool.set_field(ep.host_ref, "address", ep.address)
+        server.start()
+        return sim
+
+    def stop(self) -> None:
+        """Stop serving: listeners and connections closed, hung and long-polling calls end."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.pool.close()
+        self.server.stop()
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ addresses
+    @property
+    def name(self) -> str:
+        """The pool's name_label (e.g. ``demo``)."""
+        with self.pool.lock:
+            return str(self.pool.all("pool")[0].fields["name_label"])
+
+    @property
+    def user(self) -> str:
+        """The user name that logs in."""
+        return self.dispatcher.user
+
+    @property
+    def password(self) -> str:
+        """The password that logs in."""
+        return self.dispatcher.password
+
+    @property
+    def url(self) -> str:
+        """URL of the *current* master (changes after :meth:`move_master`)."""
+        return self._endpoint(self.pool.master_ref).url
+
+    @property
+    def host_urls(self) -> dict[str, str]:
+        """Host name_label -> URL, for every host."""
+        with self.pool.lock:
+            return {str(self.pool.get(ep.host_ref, "host").fields["name_label"]): ep.url
+                    for ep in self.server.endpoints}
+
+    def host_url(self, host: str) -> str:
+        """URL of one host (name, uuid or ref)."""
+        return self._endpoint(self.pool.host(host)).url
+
+    def _endpoint(self, host_ref: str) -> Endpoint:
+        for ep in self.server.endpoints:
+            if ep.host_ref == host_ref:
+                return ep
+        raise KeyError(host_ref)
+
+    def info(self) -> dict[str, Any]:
+        """Pool name, master URL, host URLs and credentials."""
+        return {
+            "pool": self.name,
+            "url": self.url,
+            "host_urls": self.host_urls,
+            "user": self.user,
+            "password": self.password,
+            "shared_port": self.server.shared_port,
+        }
+
+    # -------------------------------------------------------------- control
+    def effective_offload(self, ref: str) -> dict[str, str]:
+        """What dom0 applied to a VIF/PIF device: ``{"rx": "on", ...}``, ``{}`` when none."""
+        return self.pool.effective_offload(ref)
+
+    def call_counts(self) -> dict[str, int]:
+        """XAPI calls received per method name since start / the last reset (``sim.*`` excluded)."""
+        return self.server.counts.snapshot()
+
+    def reset_call_counts(self) -> None:
+        """Zero the per-method call counts."""
+        self.server.counts.reset()
+
+    def expire_sessions(self) -> int:
+        """Invalidate every session (clients get ``SESSION_INVALID``); returns how many."""
+        return self.dispatcher.expire_sessions()
+
+    def move_master(self, host: str, keep_sessions: bool = False) -> None:
+        """Make ``host`` (name, uuid or ref) the master.
+
+        The old master then answers ``HOST_IS_SLAVE [new master address]``. By default
+        sessions are dropped, as after an emergency master transition (the new
+        master's database has none of them): callers get ``SESSION_INVALID``, and a
+        ``XenAPI.Session`` that re-logs in against the old master then gets
+        ``HOST_IS_SLAVE``. ``keep_sessions=True`` models ``pool.designate_new_master``.
+        """
+        self.pool.move_master(host)
+        if not keep_sessions:
+            self.dispatcher.expire_sessions()
+
+    def set_latency(self, ms: float) -> None:
+        """Global latency added to every XAPI call (not to ``sim.*``)."""
+        self.server.latency_s = float(ms) / 1000.0
+
+    def set_task_delay(self, ms: float) -> None:
+        """How long ``Async.`` tasks stay pending before they run."""
+        self.dispatcher.task_delay = float(ms) / 1000.0
+
+    def clear_faults(self) -> None:
+        """Remove all fault rules, release hung calls, reset the global latency to 0."""
+        self.faults.clear()
+        self.server.latency_s = 0.0
+
+    # ------------------------------------------------------------ sim.* RPC
+    def sim_call(self, method: str, params: tuple[Any, ...]) -> Any:
+        """Dispatch a ``sim.*`` XML-RPC call (no session; plain values; errors as faults).
+
+        Methods: ``sim.info()``, ``sim.get_effective_offload(ref)``,
+        ``sim.get_call_counts()``, ``sim.reset_call_counts()``,
+        ``sim.fail_calls(pattern, code, params=[], share=1.0, seed=-1)`` -> rule id,
+        ``sim.drop_connections(pattern="*", share=1.0, after_execute=False, seed=-1)`` -> id,
+        ``sim.add_latency(ms, pattern="*")`` -> id, ``sim.set_latency(ms)``,
+        ``sim.hang(pattern="*")`` -> id, ``sim.release()``, ``sim.clear_faults()``,
+        ``sim.list_faults()``, ``sim.remove_fault(id)``, ``sim.expire_sessions()`` -> n,
+        ``sim.move_master(host, keep_sessions=False)``, ``sim.forget_events()``,
+        ``sim.start_of_day(host)``, ``sim.set_task_delay(ms)``.
+        Void methods return ``True``.
+        """
+        func = self._sim_methods.get(method)
+        if func is None:
+            raise LookupError(f"unknown simulator method {method}")
+        result = func(*params)
+        return True if result is None else result
+
+    def _rpc_fail_calls(
+        self, pattern: str, code: str, params: list[str] | None = None, share: float = 1.0, seed: int = -1
+    ) -> int:
+        return self.faults.fail(str(pattern), str(code), params or [], share=float(share),
+                                seed=None if int(seed) < 0 else int(seed))
+
+    def _rpc_drop_connections(
+        self, pattern: str = "*", share: float = 1.0, after_execute: bool = False, seed: int = -1
+    ) -> int:
+        return self.faults.drop(str(pattern), share=float(share), after_execute=bool(after_execute),
+                                seed=None if int(seed) < 0 else int(seed))
