@@ -1,1 +1,3 @@
-from tests.conftest_db import *  # noqa: F403
+pytest_plugins = ["tests.slack.fixtures"]
+
+from tests.conftest_db import *  # noqa: E402, F403

@@ -11,7 +11,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -147,3 +159,87 @@ class AuditEvent(Base):
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id}, at={self.at.isoformat()}, actor={self.actor!r}, action={self.action!r})"
+
+
+class ChangeRequest(Base):
+    """An offload change, revert or activation, from request to outcome.
+
+    ``state`` only moves through compare-and-set updates (see ``bot.services.changes``); ``plan``
+    holds exactly what the approver saw and ``plan_hash`` identifies it, so the plan recomputed
+    just before applying can be compared with what was approved.
+    """
+
+    __tablename__ = "change_request"
+    __table_args__ = (Index(None, "state"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # offload | revert | activate
+    state: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(16))  # off | on | reset | restore | activate
+    pool: Mapped[str] = mapped_column(String(64))
+    scope_kind: Mapped[str] = mapped_column(String(8))
+    scope_label: Mapped[str] = mapped_column(Text)
+    modes: Mapped[list[str]] = mapped_column(JSONDocument)
+    reason: Mapped[str | None] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    message_channel: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    plan_hash: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("change_request.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The replica applying it and when it last showed signs of life; a stale heartbeat lets
+    # another replica (or this one after a restart) finish the job.
+    executor: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+
+
+class ChangeApproval(Base):
+    """One approver's approval; the unique pair makes a double click count once."""
+
+    __tablename__ = "change_approval"
+    __table_args__ = (UniqueConstraint("request_id", "approver"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(Integer, ForeignKey("change_request.id"))
+    approver: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChangeResult(Base):
+    """What happened to one interface: exact before values, values read back after, error."""
+
+    __tablename__ = "change_result"
+    __table_args__ = (UniqueConstraint("request_id", "interface_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(Integer, ForeignKey("change_request.id"))
+    pool: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(4))
+    interface_uuid: Mapped[str] = mapped_column(String(36))
+    label: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24))
+    before: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    error: Mapped[str | None] = mapped_column(Text)
+    activation: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PendingActivation(Base):
+    """An interface whose configured offload setting is not in effect yet (dom0 applies on plug)."""
+
+    __tablename__ = "pending_activation"
+
+    interface_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(4))
+    label: Mapped[str] = mapped_column(Text)
+    owner_uuid: Mapped[str] = mapped_column(String(36))  # the VM (for a VIF) or host (for a PIF)
+    method: Mapped[str] = mapped_column(String(24))
+    request_id: Mapped[int] = mapped_column(Integer, ForeignKey("change_request.id"))
+    since: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.cli import main
-from bot.db import GENESIS_HASH, AuditEvent, recent, record, verify
+from bot.db import GENESIS_HASH, AuditEvent, head, recent, record, verify
 from bot.db.models import chain_hash
 
 
@@ -264,11 +264,11 @@ def test_cli_upgrade_current_verify_tail(config_file: Path, db_url: str, capsys:
     assert "xenbot db upgrade" in capsys.readouterr().err
 
     assert main([*config, "db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "database upgraded: (empty) -> 0001"
+    assert capsys.readouterr().out.strip() == f"database upgraded: (empty) -> {head()}"
     assert main([*config, "db", "upgrade"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert main([*config, "db", "current", "--check"]) == 0
-    assert capsys.readouterr().out.strip() == "0001 (head)"
+    assert capsys.readouterr().out.strip() == f"{head()} (head)"
 
     from bot.db import make_engine, session_factory
 

@@ -1,0 +1,240 @@
+"""Offload change plans: what will change, on which interface, from what to what.
+
+A plan is computed from live state, shown to the approver, stored with a hash
+of its content, and computed again just before applying: if the two hashes
+differ (a new VIF, a value edited by hand), the approver approved something
+else and nothing is applied. Every key's previous value is kept, including
+"absent", so a revert restores exactly what was there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bot.domain.model import Interface, Pif, PoolInventory, Vif
+from bot.domain.offload import VIF_MODES, key, modes_for
+
+ChangeAction = Literal["off", "on", "reset", "restore"]
+ScopeKind = Literal["vm", "host", "pool", "vif", "pif"]
+
+VALUE_FOR: Mapping[str, str | None] = {"off": "off", "on": "on", "reset": None}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChange:
+    key: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InterfacePlan:
+    pool: str
+    kind: Literal["vif", "pif"]
+    ref: str
+    uuid: str
+    label: str
+    owner: str  # VM name for a VIF, host name for a PIF
+    changes: tuple[KeyChange, ...]
+    activation: str  # how the new setting takes effect (see activation_for)
+
+    def expected(self) -> dict[str, str | None]:
+        return {c.key: c.after for c in self.changes}
+
+    def previous(self) -> dict[str, str | None]:
+        return {c.key: c.before for c in self.changes}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    action: ChangeAction
+    modes: tuple[str, ...]
+    pool: str
+    scope_kind: ScopeKind
+    scope_label: str
+    interfaces: tuple[InterfacePlan, ...]
+    unchanged: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return len(self.interfaces) + self.unchanged
+
+    @property
+    def writes(self) -> int:
+        """XAPI writes needed: an absent key is one add; a present one is remove + add (or one remove)."""
+        count = 0
+        for iface in self.interfaces:
+            for change in iface.changes:
+                if change.after is None or change.before is None:
+                    count += 1
+                else:
+                    count += 2
+        return count
+
+    @property
+    def content_hash(self) -> str:
+        """Identity of *what would be written*, independent of order and of display names."""
+        body = sorted(
+            (i.pool, i.kind, i.uuid, sorted((c.key, c.before, c.after) for c in i.changes)) for i in self.interfaces
+        )
+        canonical = json.dumps([self.action, list(self.modes), body], separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Plan:
+        interfaces = tuple(
+            InterfacePlan(
+                pool=i["pool"],
+                kind=i["kind"],
+                ref=i["ref"],
+                uuid=i["uuid"],
+                label=i["label"],
+                owner=i["owner"],
+                changes=tuple(KeyChange(**c) for c in i["changes"]),
+                activation=i["activation"],
+            )
+            for i in data["interfaces"]
+        )
+        return Plan(
+            action=data["action"],
+            modes=tuple(data["modes"]),
+            pool=data["pool"],
+            scope_kind=data["scope_kind"],
+            scope_label=data["scope_label"],
+            interfaces=interfaces,
+            unchanged=int(data["unchanged"]),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+def interfaces_in_scope(inventory: PoolInventory, scope_kind: ScopeKind, target: object) -> list[Interface]:
+    """The interfaces a scope covers; ``target`` is the resolved Vm/Host/Vif/Pif (ignored for pool)."""
+    if scope_kind == "vm":
+        return list(inventory.vifs_of(target))  # type: ignore[arg-type]
+    if scope_kind == "host":
+        vifs = [v for vm in inventory.vms_on(target) for v in inventory.vifs_of(vm)]  # type: ignore[arg-type]
+        return [*inventory.pifs_of(target), *vifs]  # type: ignore[arg-type]
+    if scope_kind in ("vif", "pif"):
+        return [target]  # type: ignore[list-item]
+    vms = sorted(inventory.vms.values(), key=lambda v: v.name.lower())
+    hosts = sorted(inventory.hosts.values(), key=lambda h: h.name.lower())
+    return [*(p for h in hosts for p in inventory.pifs_of(h)), *(v for vm in vms for v in inventory.vifs_of(vm))]
+
+
+def activation_for(iface: Interface, inventory: PoolInventory) -> str:
+    """What makes a new other-config value take effect on this interface (dom0 applies it on plug)."""
+    if isinstance(iface, Vif):
+        vm = inventory.vms.get(iface.vm_ref)
+        if vm is None or not vm.running:
+            return "next-start"  # halted: applied when the VM next starts, nothing to do now
+        if not iface.currently_attached:
+            return "next-plug"
+        if vm.has_pv_drivers and (vm.guest is None or vm.guest.can_use_hotplug_vif != "no"):
+            return "vif-replug"
+        return "vm-power-cycle"
+    assert isinstance(iface, Pif)
+    if iface.bond_slave_of:
+        return "bond-replug"  # a member cannot be plugged on its own (CANNOT_PLUG_BOND_SLAVE)
+    if iface.management:
+        return "management-replug"  # unplugging it cuts the host off: flag, do not automate
+    if not iface.currently_attached:
+        return "next-plug"
+    return "pif-plug"
+
+
+ACTIVATION_TEXT: Mapping[str, str] = {
+    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop)",
+    "vm-power-cycle": "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough)",
+    "next-start": "nothing now: applied when the halted VM next starts",
+    "next-plug": "nothing now: applied when the interface is next plugged",
+    "pif-plug": "replug the PIF (PIF.unplug + PIF.plug) or reboot the host",
+    "bond-replug": "bond member: replug the bond's PIF or reboot the host (handle with care)",
+    "management-replug": "management PIF: replugging cuts the host off XAPI; reboot the host in a window",
+}
+
+# Activations xenbot performs itself when "Activate now" is approved.
+AUTOMATIC_ACTIVATIONS = frozenset({"vif-replug", "vm-power-cycle", "pif-plug", "bond-replug"})
+NOTHING_TO_ACTIVATE = frozenset({"next-start", "next-plug"})
+
+
+def plan_change(
+    inventory: PoolInventory,
+    action: ChangeAction,
+    modes: Sequence[str],
+    scope_kind: ScopeKind,
+    scope_label: str,
+    interfaces: Iterable[Interface],
+) -> Plan:
+    """For each interface and mode: current value → wanted value; equal ones are counted as unchanged."""
+    wanted = VALUE_FOR[action]
+    planned: list[InterfacePlan] = []
+    unchanged = 0
+    skipped_pif_only: set[str] = set()
+    for iface in interfaces:
+        honoured = modes_for(iface.kind)
+        changes = []
+        for mode in modes:
+            if mode not in honoured:
+                skipped_pif_only.add(mode)
+                continue
+            map_key = key(mode)
+            before = iface.other_config.get(map_key)
+            if before == wanted:
+                continue
+            changes.append(KeyChange(map_key, before, wanted))
+        if changes:
+            planned.append(_interface_plan(inventory, iface, changes))
+        else:
+            unchanged += 1
+    notes = []
+    if skipped_pif_only:
+        notes.append(f"{', '.join(sorted(skipped_pif_only))} apply to PIFs only; VIFs get {', '.join(VIF_MODES)}")
+    return Plan(action, tuple(modes), inventory.pool, scope_kind, scope_label, tuple(planned), unchanged, tuple(notes))
+
+
+def plan_restore(
+    inventory: PoolInventory,
+    previous: Mapping[str, Mapping[str, str | None]],
+    scope_label: str,
+) -> Plan:
+    """A revert: put back each interface's recorded previous values (``None`` = remove the key)."""
+    planned: list[InterfacePlan] = []
+    unchanged = 0
+    by_uuid: dict[str, Interface] = {i.uuid: i for i in (*inventory.vifs.values(), *inventory.pifs.values())}
+    missing = []
+    for uuid, values in previous.items():
+        iface = by_uuid.get(uuid)
+        if iface is None:
+            missing.append(uuid)
+            continue
+        changes = [
+            KeyChange(k, iface.other_config.get(k), v) for k, v in sorted(values.items()) if iface.other_config.get(k) != v
+        ]
+        if changes:
+            planned.append(_interface_plan(inventory, iface, changes))
+        else:
+            unchanged += 1
+    notes = [f"{len(missing)} interface(s) no longer exist and are skipped"] if missing else []
+    return Plan("restore", (), inventory.pool, "pool", scope_label, tuple(planned), unchanged, tuple(notes))
+
+
+def _interface_plan(inventory: PoolInventory, iface: Interface, changes: list[KeyChange]) -> InterfacePlan:
+    owner = iface.vm_name if isinstance(iface, Vif) else iface.host_name
+    return InterfacePlan(
+        pool=inventory.pool,
+        kind=iface.kind,
+        ref=iface.ref,
+        uuid=iface.uuid,
+        label=iface.label,
+        owner=owner,
+        changes=tuple(changes),
+        activation=activation_for(iface, inventory),
+    )
