@@ -215,9 +215,8 @@ def plan_restore(
         if iface is None:
             missing.append(uuid)
             continue
-        changes = [
-            KeyChange(k, iface.other_config.get(k), v) for k, v in sorted(values.items()) if iface.other_config.get(k) != v
-        ]
+        current = iface.other_config
+        changes = [KeyChange(k, current.get(k), v) for k, v in sorted(values.items()) if current.get(k) != v]
         if changes:
             planned.append(_interface_plan(inventory, iface, changes))
         else:

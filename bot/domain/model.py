@@ -39,7 +39,9 @@ class GuestInfo:
 
     @property
     def os_label(self) -> str:
-        return self.os_name or (f"{self.distro} {self.major}".strip() if self.distro else "unknown")
+        """Windows agents append ``|C:\\Windows|\\Device\\Harddisk0\\Partition2`` to the name."""
+        name = self.os_name.split("|", 1)[0].strip()
+        return name or (f"{self.distro} {self.major}".strip() if self.distro else "unknown")
 
 
 @dataclass(frozen=True, slots=True)

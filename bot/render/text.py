@@ -12,9 +12,10 @@ from typing import Any
 
 from bot.render.blocks import Reply
 
-_EMOJI = re.compile(r":([a-z0-9_+-]+):")
+_EMOJI_TEXT = {"warning": "!", "grey_question": "?", "white_check_mark": "OK", "x": "X", "hourglass_flowing_sand": "..."}
+# Only the emoji xenbot itself writes: a generic :name: pattern would eat MAC addresses.
+_EMOJI = re.compile(":(" + "|".join(_EMOJI_TEXT) + "):")
 _USER = re.compile(r"<@([A-Z0-9]+)>")
-_EMOJI_TEXT = {"warning": "!", "grey_question": "?", "white_check_mark": "OK", "x": "X"}
 
 
 @dataclass(frozen=True)

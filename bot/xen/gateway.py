@@ -42,6 +42,7 @@ API_VERSION = "2.0"
 ORIGINATOR = "xenbot"
 _MAX_REDIRECTS = 3
 _MAX_RELOGINS = 2
+AUTH_FAILURE_BACKOFF_SECONDS = 30.0
 
 # Classes read for an inventory, each with exactly one get_all_records call.
 _INVENTORY_CLASSES = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")
@@ -123,6 +124,7 @@ class PoolGateway:
         self._idle: list[_Proxy] = []
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._executor: ThreadPoolExecutor | None = None
+        self._auth_failed_until = 0.0
         self.calls = 0  # XAPI calls made, for benchmarks and metrics
 
     # -- public surface --------------------------------------------------------
@@ -252,7 +254,14 @@ class PoolGateway:
             with self._lock:
                 if self._session_ref is not None:
                     return self._session_generation
-            ref = self._login()
+            if time.monotonic() < self._auth_failed_until:
+                # Repeating a refused password can lock the account; wait for the operator's fix.
+                raise XapiAuthFailed(self.name, self.settings.username)
+            try:
+                ref = self._login()
+            except XapiAuthFailed:
+                self._auth_failed_until = time.monotonic() + AUTH_FAILURE_BACKOFF_SECONDS
+                raise
             with self._lock:
                 self._session_ref = ref
                 self._session_generation += 1
