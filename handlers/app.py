@@ -20,7 +20,6 @@ def build_app(services: Services, client: WebClient, *, verify_token: bool = Tru
     slack = services.settings.slack
     app = App(
         client=client,
-        token=client.token,
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
         token_verification_enabled=verify_token,
         process_before_response=False,

@@ -208,7 +208,8 @@ def plan_restore(
     """A revert: put back each interface's recorded previous values (``None`` = remove the key)."""
     planned: list[InterfacePlan] = []
     unchanged = 0
-    by_uuid: dict[str, Interface] = {i.uuid: i for i in (*inventory.vifs.values(), *inventory.pifs.values())}
+    everything: list[Interface] = [*inventory.vifs.values(), *inventory.pifs.values()]
+    by_uuid = {i.uuid: i for i in everything}
     missing = []
     for uuid, values in previous.items():
         iface = by_uuid.get(uuid)

@@ -40,6 +40,7 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Reply:
+    # Plain text for notifications and clients without blocks; escaped when sent.
     text: str
     blocks: list[Block] = field(default_factory=list)
     ephemeral: bool = True

@@ -46,7 +46,8 @@ def _listing(title: str, lines: list[str], notes: Sequence[str], command_text: s
 
 
 def _plain(mrkdwn: str) -> str:
-    return mrkdwn.replace("*", "")
+    """Reply.text is plain text (escaped once, on delivery); titles are mrkdwn, so undo that."""
+    return mrkdwn.replace("*", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _unreachable(pools: Sequence[str]) -> list[str]:

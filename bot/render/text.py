@@ -12,7 +12,13 @@ from typing import Any
 
 from bot.render.blocks import Reply
 
-_EMOJI_TEXT = {"warning": "!", "grey_question": "?", "white_check_mark": "OK", "x": "X", "hourglass_flowing_sand": "..."}
+_EMOJI_TEXT = {
+    "warning": "!",
+    "grey_question": "?",
+    "white_check_mark": "OK",
+    "x": "X",
+    "hourglass_flowing_sand": "...",
+}
 # Only the emoji xenbot itself writes: a generic :name: pattern would eat MAC addresses.
 _EMOJI = re.compile(":(" + "|".join(_EMOJI_TEXT) + "):")
 _USER = re.compile(r"<@([A-Z0-9]+)>")

@@ -42,13 +42,20 @@ class Rule:
     params: tuple[str, ...] = ()
     after_execute: bool = False
     latency_s: float = 0.0
+    times: int | None = None  # fire for at most this many matching calls (None = unlimited)
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def hits(self, method: str) -> bool:
-        """Whether this rule fires for ``method`` (pattern match, then a share draw)."""
+        """Whether this rule fires for ``method`` (pattern match, share draw, remaining count)."""
         if not fnmatch.fnmatchcase(method, self.pattern):
             return False
-        return self.share >= 1.0 or self.rng.random() < self.share
+        if self.times is not None and self.times <= 0:
+            return False
+        if not (self.share >= 1.0 or self.rng.random() < self.share):
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
 
     def describe(self) -> dict[str, object]:
         """A plain description (for ``sim.list_faults``)."""
@@ -61,6 +68,7 @@ class Rule:
             "params": list(self.params),
             "after_execute": self.after_execute,
             "latency_ms": self.latency_s * 1000.0,
+            "times": -1 if self.times is None else self.times,
         }
 
 
@@ -99,18 +107,25 @@ class Faults:
         params: Iterable[object] = (),
         *,
         share: float = 1.0,
+        times: int | None = None,
         seed: int | None = None,
     ) -> int:
-        """Answer a ``share`` of calls matching ``pattern`` with ``Failure [code, *params]``."""
-        return self._add(
-            Rule(next(self._ids), "fail", pattern, share, code, tuple(str(p) for p in params)), seed
-        )
+        """Answer a ``share`` of calls matching ``pattern`` (at most ``times``) with ``[code, *params]``."""
+        rule = Rule(next(self._ids), "fail", pattern, share, code, tuple(str(p) for p in params), times=times)
+        return self._add(rule, seed)
 
     def drop(
-        self, pattern: str = "*", *, share: float = 1.0, after_execute: bool = False, seed: int | None = None
+        self,
+        pattern: str = "*",
+        *,
+        share: float = 1.0,
+        after_execute: bool = False,
+        times: int | None = None,
+        seed: int | None = None,
     ) -> int:
-        """Close the connection without answering a ``share`` of matching calls."""
-        return self._add(Rule(next(self._ids), "drop", pattern, share, after_execute=after_execute), seed)
+        """Close the connection without answering a ``share`` of matching calls (at most ``times``)."""
+        rule = Rule(next(self._ids), "drop", pattern, share, after_execute=after_execute, times=times)
+        return self._add(rule, seed)
 
     def latency(self, ms: float, pattern: str = "*") -> int:
         """Add ``ms`` milliseconds before answering matching calls (on top of the global latency)."""

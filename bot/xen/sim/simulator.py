@@ -215,13 +215,14 @@ class Simulator:
 
         Methods: ``sim.info()``, ``sim.get_effective_offload(ref)``,
         ``sim.get_call_counts()``, ``sim.reset_call_counts()``,
-        ``sim.fail_calls(pattern, code, params=[], share=1.0, seed=-1)`` -> rule id,
-        ``sim.drop_connections(pattern="*", share=1.0, after_execute=False, seed=-1)`` -> id,
+        ``sim.fail_calls(pattern, code, params=[], share=1.0, times=-1, seed=-1)`` -> rule id,
+        ``sim.drop_connections(pattern="*", share=1.0, after_execute=False, times=-1, seed=-1)`` -> id,
         ``sim.add_latency(ms, pattern="*")`` -> id, ``sim.set_latency(ms)``,
         ``sim.hang(pattern="*")`` -> id, ``sim.release()``, ``sim.clear_faults()``,
         ``sim.list_faults()``, ``sim.remove_fault(id)``, ``sim.expire_sessions()`` -> n,
         ``sim.move_master(host, keep_sessions=False)``, ``sim.forget_events()``,
         ``sim.start_of_day(host)``, ``sim.set_task_delay(ms)``.
+        ``times``/``seed`` of -1 mean unlimited / derived from the simulator seed.
         Void methods return ``True``.
         """
         func = self._sim_methods.get(method)
@@ -231,13 +232,21 @@ class Simulator:
         return True if result is None else result
 
     def _rpc_fail_calls(
-        self, pattern: str, code: str, params: list[str] | None = None, share: float = 1.0, seed: int = -1
+        self,
+        pattern: str,
+        code: str,
+        params: list[str] | None = None,
+        share: float = 1.0,
+        times: int = -1,
+        seed: int = -1,
     ) -> int:
         return self.faults.fail(str(pattern), str(code), params or [], share=float(share),
+                                times=None if int(times) < 0 else int(times),
                                 seed=None if int(seed) < 0 else int(seed))
 
     def _rpc_drop_connections(
-        self, pattern: str = "*", share: float = 1.0, after_execute: bool = False, seed: int = -1
+        self, pattern: str = "*", share: float = 1.0, after_execute: bool = False, times: int = -1, seed: int = -1
     ) -> int:
         return self.faults.drop(str(pattern), share=float(share), after_execute=bool(after_execute),
+                                times=None if int(times) < 0 else int(times),
                                 seed=None if int(seed) < 0 else int(seed))
