@@ -85,6 +85,7 @@ classic script writes it, not a boolean that would become ``"false"``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -110,8 +111,11 @@ DEFAULT_GUEST_FEATURES = {
 }
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader whose booleans are only true/false (so ``off``/``no`` stay strings)."""
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+
+
+class _Yaml12Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe loader whose booleans are only true/false (so ``off``/``no`` stay strings)."""
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -143,11 +147,19 @@ def load_fixture(fixture: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         path = FIXTURE_DIR / f"{text}.yaml"
     if not path.exists():
         raise FixtureError(f"no fixture {text!r} (not 'demo', 'scale:N' or an existing file)")
-    raw = path.read_text(encoding="utf-8")
-    data = json.loads(raw) if path.suffix == ".json" else yaml.load(raw, Loader=_Yaml12Loader)  # noqa: S506
-    if not isinstance(data, dict):
-        raise FixtureError(f"{path}: top level must be a mapping")
-    return data
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    data = _PARSED.get(key)
+    if data is None:
+        raw = path.read_text(encoding="utf-8")
+        data = json.loads(raw) if path.suffix == ".json" else yaml.load(raw, Loader=_Yaml12Loader)  # noqa: S506
+        if not isinstance(data, dict):
+            raise FixtureError(f"{path}: top level must be a mapping")
+        _PARSED[key] = data
+    return copy.deepcopy(data)
+
+
+# Parsed fixture files by (path, mtime): test suites start hundreds of demo pools.
+_PARSED: dict[tuple[str, int], dict[str, Any]] = {}
 
 
 def build_pool(data: Mapping[str, Any], *, seed: int = 0, network_backend: str = "openvswitch") -> Pool:
