@@ -73,39 +73,67 @@ class Session:
     created: float
 
 
+# XAPI's limits (XA ocaml/xapi/xapi_globs.ml): beyond them the least recently used
+# sessions are destroyed and the oldest completed tasks deleted (by its periodic GC;
+# here at once). A client that logs in per request and never logs out loses sessions.
+MAX_SESSIONS_PER_ORIGINATOR = 500
+MAX_ANONYMOUS_SESSIONS = 400  # no originator given
+MAX_COMPLETED_TASKS = 200
+
+
 class Sessions:
     """The session table. Its lock is never held while taking the pool lock."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_per_originator: int = MAX_SESSIONS_PER_ORIGINATOR, max_anonymous: int = MAX_ANONYMOUS_SESSIONS
+    ) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self._last_active: dict[str, float] = {}
+        self.max_per_originator = max_per_originator
+        self.max_anonymous = max_anonymous
 
     def create(self, user: str, host: str, originator: str) -> Session:
-        """Log a user in on ``host``."""
+        """Log a user in on ``host``, evicting the least recently used sessions over the limit."""
         ident = str(uuidlib.uuid4())
         session = Session("OpaqueRef:" + str(uuidlib.uuid4()), ident, user, host, originator, time.time())
         with self._lock:
             self._sessions[session.ref] = session
+            self._last_active[session.ref] = time.monotonic()
+            group = [s.ref for s in self._sessions.values() if s.originator == originator]
+            limit = self.max_per_originator if originator else self.max_anonymous
+            if len(group) > limit:
+                group.sort(key=self._last_active.__getitem__)
+                for ref in group[: len(group) - limit]:
+                    self._forget(ref)
         return session
 
     def get(self, ref: object) -> Session | None:
-        """The session for ``ref`` if it is still valid."""
+        """The session for ``ref`` if it is still valid (and mark it active)."""
         if not isinstance(ref, str):
             return None
         with self._lock:
-            return self._sessions.get(ref)
+            session = self._sessions.get(ref)
+            if session is not None:
+                self._last_active[ref] = time.monotonic()
+            return session
 
     def destroy(self, ref: str) -> None:
         """Log one session out."""
         with self._lock:
-            self._sessions.pop(ref, None)
+            self._forget(ref)
 
     def clear(self) -> int:
         """Invalidate every session (e.g. xapi restart / master change); return how many."""
         with self._lock:
             count = len(self._sessions)
             self._sessions.clear()
+            self._last_active.clear()
             return count
+
+    def _forget(self, ref: str) -> None:
+        self._sessions.pop(ref, None)
+        self._last_active.pop(ref, None)
 
     def __len__(self) -> int:
         with self._lock:
@@ -128,6 +156,7 @@ class Dispatcher:
         self.password = password
         self.task_delay = task_delay
         self.sessions = Sessions()
+        self.max_completed_tasks = MAX_COMPLETED_TASKS
         self._messages: dict[str, Message] = {}
         self._cancelled: set[str] = set()
         self._register_class_messages()
@@ -174,7 +203,9 @@ class Dispatcher:
     def _check_session(self, host: str, ref: object) -> None:
         if self.sessions.get(ref) is None:
             raise XapiError(errors.SESSION_INVALID, [str(ref)])
-        if host != self.pool.master_ref:
+        with self.pool.lock:
+            is_master = host == self.pool.master_ref
+        if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
 
     def _alive(self, ref: str) -> Callable[[], None]:
@@ -389,7 +420,9 @@ class Dispatcher:
         user = _str_param(a[0], "uname")
         pwd = _str_param(a[1], "pwd")
         originator = str(a[3]) if len(a) > 3 else ""
-        if ctx.host != self.pool.master_ref:
+        with self.pool.lock:
+            is_master = ctx.host == self.pool.master_ref
+        if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
         if user != self.user or pwd != self.password:
             raise XapiError(errors.SESSION_AUTHENTICATION_FAILED, [user, "Authentication failure"])
@@ -452,6 +485,9 @@ class Dispatcher:
         self._cancelled.discard(task)
         if self.pool.find(task) is None:
             return  # destroyed by the client while running; the operation still happened
+        done = [t for t in self.pool.all("task") if t.fields["status"] != "pending" and t.ref != task]
+        for old in done[: max(0, len(done) + 1 - self.max_completed_tasks)]:
+            self.pool.destroy(old.ref)  # XAPI deletes the oldest completed tasks beyond its limit
         wire_result = "" if result in ("", None) else f"<value>{result}</value>"
         self.pool.update(
             task,

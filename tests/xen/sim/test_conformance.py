@@ -202,6 +202,16 @@ def test_expired_sessions_are_invalid_and_xenapi_relogs_in(sim: Simulator) -> No
     assert sim.call_counts()["session.login_with_password"] == 1
 
 
+def test_least_recently_used_sessions_beyond_the_limit_are_destroyed(sim: Simulator) -> None:
+    sim.dispatcher.sessions.max_per_originator = 3  # XAPI: 500 per originator, 400 without one
+    refs = [raw_call(sim.url, "session.login_with_password", "root", "xenroot", "1.0", "cron")["Value"]
+            for _ in range(3)]
+    assert raw_call(sim.url, "VM.get_all", refs[0])["Status"] == "Success"  # refs[1] is now the LRU
+    raw_call(sim.url, "session.login_with_password", "root", "xenroot", "1.0", "cron")
+    assert raw_call(sim.url, "VM.get_all", refs[1])["ErrorDescription"] == ["SESSION_INVALID", refs[1]]
+    assert raw_call(sim.url, "VM.get_all", refs[0])["Status"] == "Success"
+
+
 def test_members_answer_host_is_slave_with_the_master_address(sim: Simulator, session: Any) -> None:
     xapi = session.xenapi
     urls = sim.host_urls
@@ -595,6 +605,17 @@ def test_async_failure_goes_into_the_task(sim: Simulator, xapi: Any) -> None:
     _wait_task(xapi, start)
     assert xapi.task.get_status(start) == "success"
     assert xapi.VM.get_power_state(vm) == "Running"
+
+
+def test_old_completed_tasks_are_deleted(sim: Simulator, xapi: Any) -> None:
+    sim.dispatcher.max_completed_tasks = 2  # XAPI: 200
+    sim.set_task_delay(0)
+    tasks = []
+    for _ in range(3):
+        tasks.append(xapi.Async.VIF.plug(sim.pool.vif("ubuntu-web01", 0)))
+        _wait_task(xapi, tasks[-1])
+    assert failure(xapi.task.get_status, tasks[0]) == ["HANDLE_INVALID", "task", tasks[0]]
+    assert xapi.task.get_status(tasks[2]) == "failure"
 
 
 def _wait_task(xapi: Any, task: str, timeout: float = 5.0) -> None:
