@@ -12,15 +12,17 @@ import argparse
 import logging
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import SecretStr
 
 from bot.domain.access import CONSOLE_CHANNEL
+from bot.render.blocks import Reply
 from bot.render.text import Choice, to_text
 from bot.router import Actor, CommandRouter
-from bot.settings import ConfigError, PoolSettings, Settings, load_settings
+from bot.settings import ConfigError, PoolSettings, Settings, SlackSettings, load_settings
 
 CONSOLE_USER = "console"
 PROMPT = "xen> "
@@ -37,15 +39,59 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=run_demo)
 
 
+class ConsoleMessenger:
+    """Messages the services post (approval cards, progress, summaries), printed in the terminal.
+
+    Their buttons join the console's numbered choices, so an approver at the
+    console can press Approve just as in Slack.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.console: Console | None = None
+        self._ts = 0
+        self._lock = threading.Lock()
+
+    def post(self, channel: str, reply: Reply, thread_ts: str | None = None) -> str | None:
+        with self._lock:
+            self._ts += 1
+            ts = f"{self._ts}.000000"
+        where = f"[#{channel}{' thread ' + thread_ts if thread_ts else ''}]"
+        self._print(where, reply)
+        return ts
+
+    def update(self, channel: str, ts: str, reply: Reply) -> None:
+        self._print(f"[#{channel} message {ts} updated]", reply)
+
+    def _print(self, where: str, reply: Reply) -> None:
+        console = self.console
+        first = (max(console.choices, default=0) + 1) if console else 1
+        text, choices = to_text(reply, first_choice=first)
+        if console:
+            console.choices.update({c.number: c for c in choices})
+        with self._lock:
+            self.out.write(f"{where}\n{text}\n\n")
+            self.out.flush()
+
+
 class Console:
     """Reads commands, prints replies, remembers the last replies' buttons."""
 
-    def __init__(self, router: CommandRouter, user_id: str, out: TextIO, command: str = "/xen") -> None:
+    def __init__(
+        self,
+        router: CommandRouter,
+        user_id: str,
+        out: TextIO,
+        command: str = "/xen",
+        messenger: ConsoleMessenger | None = None,
+    ) -> None:
         self.router = router
         self.actor = Actor(user_id=user_id, channel_id=CONSOLE_CHANNEL, source="console")
         self.out = out
         self.command = command
         self.choices: dict[int, Choice] = {}
+        if messenger is not None:
+            messenger.console = self
 
     def run_line(self, line: str) -> bool:
         """Handle one input line; False means the user asked to leave."""
@@ -54,6 +100,11 @@ class Console:
             return True
         if text in ("quit", "exit", r"\q"):
             return False
+        if text.startswith("as "):
+            user = text[3:].strip()
+            self.actor = Actor(user_id=user, channel_id=CONSOLE_CHANNEL, source="console")
+            self.out.write(f"now acting as {user}\n\n")
+            return True
         if text.isdigit() and int(text) in self.choices:
             choice = self.choices[int(text)]
             self.out.write(f"> {choice.label}\n")
@@ -64,8 +115,8 @@ class Console:
                     text = text[len(prefix):]
                     break
             reply = self.router.handle(self.actor, text)
-        rendered, choices = to_text(reply, first_choice=1)
-        self.choices = {c.number: c for c in choices}
+        rendered, choices = to_text(reply, first_choice=max(self.choices, default=0) + 1)
+        self.choices.update({c.number: c for c in choices})
         visibility = "" if reply.ephemeral else "(posted in channel)\n"
         self.out.write(visibility + rendered + "\n")
         if reply.file:
@@ -100,16 +151,23 @@ def run_console(args: argparse.Namespace) -> int:
             print(f"config: {problem}", file=sys.stderr)
         return 2
     _quiet_logging(settings.log_level)
-    services = build(settings)
+    messenger = ConsoleMessenger(sys.stdout)
+    services = build(settings, messenger=messenger)
     try:
-        return Console(services.router, args.as_user, sys.stdout, settings.slack.command).loop(sys.stdin)
+        console = Console(services.router, args.as_user, sys.stdout, settings.slack.command, messenger)
+        return console.loop(sys.stdin)
     finally:
         services.close()
 
 
 def demo_settings(sim_url: str, folder: Path, password: str) -> Settings:
-    """Embedded defaults: one simulated pool, a throwaway SQLite file, everyone may operate."""
-    settings = Settings(pools=[PoolSettings(name="demo", url=sim_url, password=SecretStr(password))])
+    """Embedded defaults: one simulated pool, a throwaway SQLite file, everyone may operate.
+
+    U0DEMO (the default console user) and U0LEAD may approve; self-approval stays refused,
+    so the demo shows the real flow: request as U0DEMO, then ``as U0LEAD`` and approve.
+    """
+    slack = SlackSettings(approvers=["U0DEMO", "U0LEAD"])
+    settings = Settings(pools=[PoolSettings(name="demo", url=sim_url, password=SecretStr(password))], slack=slack)
     return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'xenbot-demo.db'}"})
 
 
@@ -121,11 +179,12 @@ def run_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="xenbot-demo-") as folder, Simulator.start(
         fixture="demo", latency_ms=args.latency_ms
     ) as sim:
-        services = build(demo_settings(sim.url, Path(folder), sim.password))
+        messenger = ConsoleMessenger(sys.stdout)
+        services = build(demo_settings(sim.url, Path(folder), sim.password), messenger=messenger)
         try:
             print(f"xenbot demo: simulated pool at {sim.url}, database in {folder}. Try: vms, vifs win7-kiosk, "
                   "pifs, offload status pool=demo", file=sys.stderr)
-            return Console(services.router, args.as_user, sys.stdout).loop(sys.stdin)
+            return Console(services.router, args.as_user, sys.stdout, messenger=messenger).loop(sys.stdin)
         finally:
             services.close()
 

@@ -16,8 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import db
 from bot.domain.access import AccessPolicy, MembersOf
 from bot.router import CommandRouter
+from bot.routes.changes import ChangeRoutes
+from bot.services.apply import ApplyService
 from bot.services.audit import AuditLog
+from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
+from bot.services.messenger import Messenger, NullMessenger
 from bot.settings import Settings
 from bot.xen.gateway import Gateways
 
@@ -39,6 +43,9 @@ class Services:
     audit: AuditLog
     inspection: InspectionService
     router: CommandRouter
+    changes: ChangeService
+    apply: ApplyService
+    messenger: Messenger
 
     def close(self) -> None:
         self.gateways.close()
@@ -55,7 +62,13 @@ def access_policy(settings: Settings) -> AccessPolicy:
     )
 
 
-def build(settings: Settings, *, members_of: MembersOf = no_groups, migrate: bool = True) -> Services:
+def build(
+    settings: Settings,
+    *,
+    members_of: MembersOf = no_groups,
+    messenger: Messenger | None = None,
+    migrate: bool = True,
+) -> Services:
     """Everything the bot needs; the schema is brought to head first (several replicas: one migrates)."""
     engine = db.make_engine(settings.database_url)
     if migrate:
@@ -72,4 +85,16 @@ def build(settings: Settings, *, members_of: MembersOf = no_groups, migrate: boo
         audit=audit,
         command=settings.slack.command,
     )
-    return Services(settings, engine, sessions, gateways, access, audit, inspection, router)
+    messenger = messenger or NullMessenger()
+    changes = ChangeService(
+        sessions=sessions,
+        inspection=inspection,
+        access=access,
+        members_of=members_of,
+        slack=settings.slack,
+        messenger=messenger,
+    )
+    inspection.pending_activation = changes.pending_activation
+    apply = ApplyService(changes=changes, gateways=gateways, sessions=sessions, messenger=messenger)
+    ChangeRoutes(changes, apply).register(router)
+    return Services(settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger)

@@ -54,10 +54,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot.wiring import build
+    from handlers.messenger import SlackMessenger
 
     client = web_client(settings)
     directory = GroupDirectory(client)
-    services = build(settings, members_of=directory.members_of)
+    services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
     _stop_on_sigterm()
     try:

@@ -26,7 +26,7 @@ def deliver(
 ) -> dict[str, Any] | None:
     """Send the reply; returns the posted message (channel/ts) when it was a channel post."""
     if reply.file is not None and channel_id:
-        reply = _upload(reply, client, channel_id)
+        reply = upload_attachment(reply, client, channel_id, reply.thread_ts)
     target = reply.channel
     if target:
         response = client.chat_postMessage(
@@ -54,7 +54,8 @@ def deliver(
     return {"channel": response.get("channel"), "ts": response.get("ts")}
 
 
-def _upload(reply: Reply, client: WebClient, channel_id: str) -> Reply:
+def upload_attachment(reply: Reply, client: WebClient, channel_id: str, thread_ts: str | None) -> Reply:
+    """Upload the reply's full listing next to it; on failure say so in the reply instead."""
     assert reply.file is not None
     try:
         client.files_upload_v2(
@@ -62,7 +63,7 @@ def _upload(reply: Reply, client: WebClient, channel_id: str) -> Reply:
             content=reply.file.content,
             filename=reply.file.filename,
             title=reply.file.title,
-            thread_ts=reply.thread_ts,
+            thread_ts=thread_ts,
         )
     except (SlackApiError, SlackClientError) as exc:
         error = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc)

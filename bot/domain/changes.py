@@ -18,7 +18,7 @@ from typing import Any, Literal
 from bot.domain.model import Interface, Pif, PoolInventory, Vif
 from bot.domain.offload import VIF_MODES, key, modes_for
 
-ChangeAction = Literal["off", "on", "reset", "restore"]
+ChangeAction = Literal["off", "on", "reset", "restore", "activate"]
 ScopeKind = Literal["vm", "host", "pool", "vif", "pif"]
 
 VALUE_FOR: Mapping[str, str | None] = {"off": "off", "on": "on", "reset": None}
@@ -208,11 +208,9 @@ def plan_restore(
     """A revert: put back each interface's recorded previous values (``None`` = remove the key)."""
     planned: list[InterfacePlan] = []
     unchanged = 0
-    everything: list[Interface] = [*inventory.vifs.values(), *inventory.pifs.values()]
-    by_uuid = {i.uuid: i for i in everything}
     missing = []
     for uuid, values in previous.items():
-        iface = by_uuid.get(uuid)
+        iface = inventory.interface(uuid)
         if iface is None:
             missing.append(uuid)
             continue

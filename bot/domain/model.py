@@ -173,6 +173,15 @@ class PoolInventory:
             key=lambda p: (_device_order(p.device), p.vlan),
         )
 
+    def interface(self, uuid: str) -> Interface | None:
+        """A VIF or PIF by uuid: refs may change across a restart of the master, uuids do not."""
+        return self._by_uuid().get(uuid)
+
+    def _by_uuid(self) -> dict[str, Interface]:
+        table: dict[str, Interface] = {i.uuid: i for i in self.vifs.values()}
+        table.update({p.uuid: p for p in self.pifs.values()})
+        return table
+
     def vms_on(self, host: Host) -> list[Vm]:
         return sorted((v for v in self.vms.values() if v.resident_on == host.ref), key=lambda v: v.name.lower())
 

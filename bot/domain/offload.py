@@ -100,6 +100,7 @@ class OffloadSummary:
     total: int
     usual: Mapping[str, Setting]
     outliers: tuple[Interface, ...]
+    interfaces: tuple[Interface, ...] = ()
 
 
 def summarise(interfaces: Iterable[Interface]) -> OffloadSummary:
@@ -124,4 +125,5 @@ def summarise(interfaces: Iterable[Interface]) -> OffloadSummary:
         total=len(items),
         usual=dict(zip(modes, usual_signature, strict=True)),
         outliers=outliers,
+        interfaces=tuple(items),
     )

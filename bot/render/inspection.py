@@ -25,6 +25,14 @@ from bot.services.inspection import InterfaceDetail, OffloadStatus, PifList, Poo
 
 _MARK = {Setting.ON: "on", Setting.OFF: "off", Setting.DEFAULT: "·", Setting.IGNORED: "?"}
 LEGEND = "Offload modes as configured in other-config: on · off · `·` driver default (on) · `?` value dom0 ignores"
+PENDING_LEGEND = (
+    "IN EFFECT: `pending` = changed by xenbot but not yet applied by dom0 (needs a replug, power cycle "
+    "or PIF plug: `/xen activate ID`)"
+)
+
+
+def _pending(pending: Mapping[str, str], uuid: str) -> str:
+    return "pending" if uuid in pending else "yes"
 
 
 def offload_cells(interface: Interface, modes: Sequence[str] | None = None) -> list[str]:
@@ -103,7 +111,15 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
     vm = result.vm
     modes = modes_for("vif")
     rows = [
-        (v.device, v.mac, v.network_name, v.mtu, "yes" if v.currently_attached else "no", *offload_cells(v, modes))
+        (
+            v.device,
+            v.mac,
+            v.network_name,
+            v.mtu,
+            "yes" if v.currently_attached else "no",
+            *offload_cells(v, modes),
+            _pending(result.pending, v.uuid),
+        )
         for v in result.vifs
     ]
     guest = vm.guest.os_label if vm.guest else "unknown OS"
@@ -113,8 +129,8 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
     )
     if not rows:
         return Reply(text=_plain(title), blocks=[section(title + "\nThis VM has no VIFs.")])
-    lines = table_lines(("DEV", "MAC", "NETWORK", "MTU", "ATTACHED", *modes), rows)
-    return _listing(title, lines, [LEGEND], command_text, f"vifs-{vm.name}.txt")
+    lines = table_lines(("DEV", "MAC", "NETWORK", "MTU", "ATTACHED", *modes, "IN EFFECT"), rows)
+    return _listing(title, lines, [LEGEND, PENDING_LEGEND], command_text, f"vifs-{vm.name}.txt")
 
 
 def render_pifs(result: PifList, command_text: str) -> Reply:
@@ -133,15 +149,17 @@ def render_pifs(result: PifList, command_text: str) -> Reply:
             "yes" if p.management else "",
             "yes" if p.currently_attached else "no",
             *offload_cells(p, modes),
+            _pending(result.pending, p.uuid),
         )
         rows.append(row + ((pool,) if multi else ()))
-    headers = ("HOST", "DEV", "MAC", "MTU", "VLAN", "NETWORK", "BOND", "MGMT", "ATTACHED", *modes)
+    headers = ("HOST", "DEV", "MAC", "MTU", "VLAN", "NETWORK", "BOND", "MGMT", "ATTACHED", *modes, "IN EFFECT")
     headers += ("POOL",) if multi else ()
     where = f" on {escape(result.host.name)}" if result.host else ""
     where += f" in pool {escape(result.pool)}" if result.pool else ""
     title = f"*{len(rows)} PIFs*{where}"
     lines = table_lines(headers, rows)
-    return _listing(title, lines, [LEGEND, *_unreachable(result.unreachable)], command_text, "pifs.txt")
+    notes = [LEGEND, PENDING_LEGEND, *_unreachable(result.unreachable)]
+    return _listing(title, lines, notes, command_text, "pifs.txt")
 
 
 def render_detail(detail: InterfaceDetail, command_text: str) -> Reply:
@@ -196,6 +214,9 @@ def render_offload_status(status: OffloadStatus, command_text: str) -> Reply:
             full += ["Differing:", *outlier_lines]
         full.append("")
     blocks.append(context(LEGEND))
+    if status.pending:
+        blocks.append(section(f":hourglass_flowing_sand: {status.pending} interface(s) are *pending activation*."))
+        full.append(f"{status.pending} interface(s) pending activation")
     blocks.append(_share(command_text))
     return fit(Reply(text=_plain(title), blocks=blocks), "\n".join(full), f"offload-{status.label}.txt")
 

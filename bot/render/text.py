@@ -18,6 +18,11 @@ _EMOJI_TEXT = {
     "white_check_mark": "OK",
     "x": "X",
     "hourglass_flowing_sand": "...",
+    "no_entry": "REFUSED:",
+    "gear": "...",
+    "heavy_multiplication_x": "x",
+    "alarm_clock": "EXPIRED:",
+    "arrows_counterclockwise": "~",
 }
 # Only the emoji xenbot itself writes: a generic :name: pattern would eat MAC addresses.
 _EMOJI = re.compile(":(" + "|".join(_EMOJI_TEXT) + "):")

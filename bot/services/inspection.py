@@ -7,9 +7,9 @@ object, so a pool of thousands of VIFs answers as fast as a small one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from bot.domain import names
@@ -44,6 +44,7 @@ class VifList:
     pool: str
     vm: Vm
     vifs: list[Vif]
+    pending: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class PifList:
     host: Host | None
     pool: str | None
     unreachable: list[str] = field(default_factory=list)
+    pending: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,24 @@ class OffloadStatus:
     pool: str
     vifs: OffloadSummary | None
     pifs: OffloadSummary | None
+    pending: int = 0
 
 
 Scope = Literal["vm", "host", "pool"]
 T = TypeVar("T")
 
 
+def _nothing_pending() -> Mapping[str, str]:
+    return {}
+
+
 class InspectionService:
-    def __init__(self, gateways: Gateways) -> None:
+    def __init__(
+        self, gateways: Gateways, pending_activation: Callable[[], Mapping[str, str]] = _nothing_pending
+    ) -> None:
         self.gateways = gateways
+        # Interface uuid → activation still needed (from the change records), shown beside the settings.
+        self.pending_activation = pending_activation
 
     # -- pools -----------------------------------------------------------------
 
@@ -104,7 +115,7 @@ class InspectionService:
 
     def inventories(self, pool: str | None = None) -> tuple[list[PoolInventory], list[XenError]]:
         """Inventories of the selected pools; unreachable pools are reported, not fatal, unless all are."""
-        targets = [self._gateway(pool)] if pool else list(self.gateways)
+        targets = [self.gateway(pool)] if pool else list(self.gateways)
         if not targets:
             raise XapiUnavailable("(none)", "no pools are configured; add a [[pools]] entry to the config")
 
@@ -162,7 +173,7 @@ class InspectionService:
 
     def vifs(self, vm_query: str, pool: str | None) -> VifList:
         inventory, vm = self.find_vm(vm_query, pool)
-        return VifList(inventory.pool, vm, inventory.vifs_of(vm))
+        return VifList(inventory.pool, vm, inventory.vifs_of(vm), self.pending_activation())
 
     def vif(self, query: str, pool: str | None) -> InterfaceDetail:
         inventories, errors = self.inventories(pool)
@@ -185,7 +196,8 @@ class InspectionService:
     def pifs(self, host_query: str | None, pool: str | None) -> PifList:
         if host_query:
             inventory, host = self.find_host(host_query, pool)
-            return PifList([(inventory.pool, p) for p in inventory.pifs_of(host)], host, inventory.pool)
+            pifs = [(inventory.pool, p) for p in inventory.pifs_of(host)]
+            return PifList(pifs, host, inventory.pool, pending=self.pending_activation())
         inventories, errors = self.inventories(pool)
         rows = [
             (inv.pool, pif)
@@ -193,7 +205,7 @@ class InspectionService:
             for host in sorted(inv.hosts.values(), key=lambda h: h.name.lower())
             for pif in inv.pifs_of(host)
         ]
-        return PifList(rows, None, pool, [e.pool for e in errors])
+        return PifList(rows, None, pool, [e.pool for e in errors], self.pending_activation())
 
     def pif(self, query: str, pool: str | None) -> InterfaceDetail:
         inventories, errors = self.inventories(pool)
@@ -218,6 +230,12 @@ class InspectionService:
         return self._detail(inventory, pif)
 
     def offload_status(self, scope: Scope, query: str) -> OffloadStatus:
+        status = self._offload_status(scope, query)
+        pending = self.pending_activation()
+        uuids = {i.uuid for s in (status.vifs, status.pifs) if s for i in s.interfaces}
+        return replace(status, pending=len(uuids & pending.keys()))
+
+    def _offload_status(self, scope: Scope, query: str) -> OffloadStatus:
         if scope == "vm":
             inventory, vm = self.find_vm(query)
             return OffloadStatus("vm", vm.name, inventory.pool, summarise(inventory.vifs_of(vm)), None)
@@ -227,7 +245,7 @@ class InspectionService:
             return OffloadStatus(
                 "host", host.name, inventory.pool, summarise(vifs), summarise(inventory.pifs_of(host))
             )
-        gateway = self._gateway(query)
+        gateway = self.gateway(query)
         inventory = gateway.inventory()
         return OffloadStatus(
             "pool",
@@ -239,7 +257,7 @@ class InspectionService:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _gateway(self, name: str) -> PoolGateway:
+    def gateway(self, name: str) -> PoolGateway:
         try:
             return self.gateways.get(name)
         except KeyError:

@@ -23,6 +23,7 @@ from handlers.app import build_app
 from handlers.client import web_client
 from handlers.directory import GroupDirectory
 from handlers.http_server import make_server
+from handlers.messenger import SlackMessenger
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.slack.signing import block_actions, event_callback, post_signed, slash_command
@@ -96,7 +97,7 @@ def bot_settings(sims: dict[str, Any], fake: FakeSlack, database_url: str, **sla
 def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     client = web_client(settings, timeout=10)
     directory = GroupDirectory(client)
-    services = build(settings, members_of=directory.members_of)
+    services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
     server = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

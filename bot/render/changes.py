@@ -1,0 +1,326 @@
+"""Change requests → messages: preview, approval card, progress, summaries, history.
+
+The approval card is re-rendered from the database after every decision, so
+its buttons exist only while the request can still be decided — and the
+services re-check every click anyway.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from bot.domain.approvals import State
+from bot.domain.changes import ACTIVATION_TEXT, AUTOMATIC_ACTIVATIONS, NOTHING_TO_ACTIVATE, Plan
+from bot.domain.slack_text import escape
+from bot.render.blocks import Block, Reply, actions, button, code_sections, context, fit, section, table_lines
+from bot.render.ids import Action
+
+ACTIVATION_WARNING = (
+    ":warning: Activation interrupts traffic: VIFs are unplugged and plugged again, VMs without "
+    "PV hotplug are shut down and started, PIFs are re-plugged."
+)
+
+_STATE_ICON = {
+    State.PENDING: ":hourglass_flowing_sand:",
+    State.APPROVED: ":white_check_mark:",
+    State.APPLYING: ":gear:",
+    State.APPLIED: ":white_check_mark:",
+    State.PARTIALLY_FAILED: ":warning:",
+    State.FAILED: ":x:",
+    State.REJECTED: ":no_entry:",
+    State.CANCELLED: ":heavy_multiplication_x:",
+    State.EXPIRED: ":alarm_clock:",
+    State.STALE: ":arrows_counterclockwise:",
+}
+
+
+class RequestLike(Protocol):
+    id: int
+    kind: str
+    state: str
+    action: str
+    pool: str
+    scope_kind: str
+    scope_label: str
+    requester: str
+    reason: str | None
+    message_channel: str | None
+    message_ts: str | None
+    parent_id: int | None
+
+
+def _value(v: str | None) -> str:
+    return "(absent)" if v is None else v
+
+
+def title(request: RequestLike) -> str:
+    if request.kind == "activate":
+        what = f"Activate change #{request.parent_id}"
+    elif request.kind == "revert":
+        what = f"Revert change #{request.parent_id}"
+    else:
+        what = f"Offload {request.action}"
+    return f"{what} on {request.scope_kind} {request.scope_label} (pool {request.pool})"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    rows = []
+    for iface in plan.interfaces:
+        if not iface.changes:
+            rows.append((iface.label, iface.kind.upper(), "-", "-", ACTIVATION_TEXT.get(iface.activation, "")))
+        for n, change in enumerate(iface.changes):
+            rows.append(
+                (
+                    iface.label if n == 0 else "",
+                    iface.kind.upper() if n == 0 else "",
+                    change.key,
+                    f"{_value(change.before)} -> {_value(change.after)}",
+                    iface.activation if n == 0 else "",
+                )
+            )
+    return table_lines(("INTERFACE", "KIND", "KEY", "CHANGE", "TAKES EFFECT BY"), rows)
+
+
+def totals(plan: Plan) -> str:
+    vifs = sum(1 for i in plan.interfaces if i.kind == "vif")
+    pifs = len(plan.interfaces) - vifs
+    keys = sum(len(i.changes) for i in plan.interfaces)
+    parts = [f"*{len(plan.interfaces)}* interfaces to change ({vifs} VIFs, {pifs} PIFs, {keys} keys)"]
+    if plan.unchanged:
+        parts.append(f"{plan.unchanged} already as asked")
+    if plan.modes:
+        parts.append(f"modes {', '.join(plan.modes)}")
+    return " · ".join(parts)
+
+
+def activation_lines(plan: Plan) -> list[str]:
+    counts = Counter(i.activation for i in plan.interfaces)
+    return [f"• {n} x {escape(ACTIVATION_TEXT.get(method, method))}" for method, n in counts.most_common()]
+
+
+def nothing_to_do(plan: Plan) -> Reply:
+    text = (
+        f"Nothing to change: all {plan.unchanged} interface(s) of {plan.scope_kind} "
+        f"{plan.scope_label} already have {', '.join(plan.modes) or 'those values'} as asked."
+    )
+    return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))])
+
+
+def request_posted(request: RequestLike, plan: Plan) -> Reply:
+    where = f" in <#{request.message_channel}>" if request.message_channel else ""
+    text = f"Change #{request.id} is waiting for approval{where}: {_plain(totals(plan))}."
+    return Reply(text=_plain(text), blocks=[section(f":hourglass_flowing_sand: {text}")])
+
+
+def approval_message(
+    request: RequestLike, plan: Plan, approvers: Sequence[str], required: int, note: str | None = None
+) -> Reply:
+    state = State(request.state)
+    head = f"{_STATE_ICON.get(state, '')} *Change #{request.id}: {escape(title(request))}* — {state.label}"
+    meta = f"Requested by <@{request.requester}>"
+    if request.reason:
+        meta += f" · reason: {escape(request.reason)}"
+    if approvers:
+        meta += " · approved by " + ", ".join(f"<@{a}>" for a in approvers)
+    if state is State.PENDING:
+        meta += f" · needs {max(required - len(approvers), 0)} more approval(s)"
+    blocks: list[Block] = [section(head), context(meta)]
+    if note:
+        blocks.append(section(escape(note) if not note.startswith(":") else note))
+    blocks.append(section(totals(plan)))
+    if plan.notes:
+        blocks.append(context(*(escape(n) for n in plan.notes)))
+    lines = plan_lines(plan)
+    blocks += code_sections(lines)
+    blocks.append(context("Takes effect: " + " ".join(activation_lines(plan))))
+    if state is State.PENDING:
+        value = str(request.id)
+        blocks.append(
+            actions(
+                button("Approve", Action.APPROVE, value, "primary"),
+                button("Reject", Action.REJECT, value, "danger"),
+                button("Cancel (requester)", Action.CANCEL, value),
+                block_id=f"change-{request.id}",
+            )
+        )
+    text = f"Change #{request.id}: {title(request)} — {state.label}"
+    return fit(Reply(text=text, blocks=blocks, ephemeral=False), "\n".join(lines) + "\n", f"change-{request.id}.txt")
+
+
+def refusal(text: str) -> Reply:
+    return Reply(text=text, blocks=[section(":no_entry: " + escape(text))], error=True)
+
+
+def approval_recorded(request: RequestLike, approved: bool) -> Reply:
+    text = (
+        f"You approved change #{request.id}; applying it now."
+        if approved
+        else f"Your approval of change #{request.id} is recorded; it needs another approver."
+    )
+    return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))])
+
+
+def closed(request_id: int, state: State, user: str) -> Reply:
+    text = f"Change #{request_id} is {state.label}."
+    return Reply(text=text, blocks=[section(f"{_STATE_ICON.get(state, '')} {escape(text)}")])
+
+
+def progress(request: RequestLike, done: int, total: int) -> Reply:
+    text = f"Change #{request.id}: applying — {done}/{total} interfaces done"
+    return Reply(text=text, blocks=[section(f":gear: *{escape(title(request))}*\n{escape(text)}")], ephemeral=False)
+
+
+def apply_postponed(request: RequestLike, reason: str) -> Reply:
+    text = (
+        f"Change #{request.id} is approved but could not be applied: {reason}. Nothing was written; "
+        "xenbot keeps the approved request and tries again when the pool answers."
+    )
+    return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
+
+
+def stale_note(request: RequestLike, old: Plan, fresh: Plan) -> str:
+    old_ids = {i.uuid: i for i in old.interfaces}
+    new_ids = {i.uuid: i for i in fresh.interfaces}
+    added = [i.label for u, i in new_ids.items() if u not in old_ids]
+    gone = [i.label for u, i in old_ids.items() if u not in new_ids]
+    changed = [i.label for u, i in new_ids.items() if u in old_ids and old_ids[u].changes != i.changes]
+    parts = [
+        f"Change #{request.id} was approved, but live state differs from what was approved, so nothing was applied."
+    ]
+    if added:
+        parts.append(f"New: {', '.join(added[:20])}{' …' if len(added) > 20 else ''}.")
+    if gone:
+        parts.append(f"No longer needed or gone: {', '.join(gone[:20])}{' …' if len(gone) > 20 else ''}.")
+    if changed:
+        parts.append(f"Values changed meanwhile: {', '.join(changed[:20])}{' …' if len(changed) > 20 else ''}.")
+    parts.append("Please review the new plan below.")
+    return " ".join(parts)
+
+
+def stale_nothing_left(request: RequestLike) -> Reply:
+    text = f"Change #{request.id} is stale: live state already matches it, so there is nothing left to apply."
+    return Reply(text=text, blocks=[section(escape(text))], ephemeral=False)
+
+
+def resumed(request: RequestLike, recorded: int, found: int, remaining: int) -> Reply:
+    text = (
+        f"Change #{request.id} was interrupted (xenbot stopped while applying). Resuming: {recorded} interfaces "
+        f"were recorded before, {found} found in their final state now, {remaining} still to write."
+    )
+    return Reply(text=text, blocks=[section(":arrows_counterclockwise: " + escape(text))], ephemeral=False)
+
+
+def apply_summary(
+    request: RequestLike,
+    final: State,
+    counts: Mapping[str, int],
+    failures: Sequence[tuple[str, str]],
+    activation: Mapping[str, int],
+) -> Reply:
+    head = (
+        f"{_STATE_ICON.get(final, '')} *Change #{request.id} {final.label}*: "
+        f"{counts.get('applied', 0)} interfaces changed and verified"
+        + (f", {len(failures)} failed" if failures else "")
+    )
+    blocks: list[Block] = [section(head)]
+    if failures:
+        lines = table_lines(("INTERFACE", "ERROR"), failures)
+        blocks.append(section("*Failures*"))
+        blocks += code_sections(lines)
+    pending = {m: n for m, n in activation.items() if m not in NOTHING_TO_ACTIVATE}
+    waiting = {m: n for m, n in activation.items() if m in NOTHING_TO_ACTIVATE}
+    if activation:
+        lines = [f"• {n} x {escape(ACTIVATION_TEXT.get(m, m))}" for m, n in sorted(activation.items())]
+        blocks.append(section("*To take effect*\n" + "\n".join(lines)))
+    buttons = []
+    if any(m in AUTOMATIC_ACTIVATIONS for m in pending):
+        buttons.append(button("Activate now (needs approval)", Action.ACTIVATE, str(request.id), "primary"))
+    buttons.append(button("Revert (needs approval)", Action.REVERT, str(request.id)))
+    blocks.append(actions(*buttons, block_id=f"done-{request.id}"))
+    if pending:
+        blocks.append(context(f"{sum(pending.values())} interface(s) show *pending activation* until then."))
+    elif waiting:
+        blocks.append(context("Nothing to do now: halted VMs pick the setting up when they next start."))
+    text = f"Change #{request.id} {final.label}"
+    return fit(Reply(text=text, blocks=blocks, ephemeral=False))
+
+
+def activation_summary(
+    request: RequestLike, final: State, counts: Mapping[str, int], failures: Sequence[tuple[str, str]]
+) -> Reply:
+    head = (
+        f"{_STATE_ICON.get(final, '')} *Activation #{request.id} {final.label}*: "
+        f"{counts.get('activated', 0)} interfaces now run with their configured offload settings"
+        + (f", {len(failures)} failed" if failures else "")
+    )
+    blocks: list[Block] = [section(head)]
+    if failures:
+        blocks += code_sections(table_lines(("INTERFACE", "ERROR"), failures))
+    return fit(Reply(text=f"Activation #{request.id} {final.label}", blocks=blocks, ephemeral=False))
+
+
+def change_list(rows: Sequence[tuple[Any, Sequence[str]]]) -> Reply:
+    if not rows:
+        return Reply(text="No change requests yet.", blocks=[section("No change requests yet.")])
+    lines = table_lines(
+        ("ID", "STATE", "WHAT", "REQUESTER", "APPROVERS", "CREATED (UTC)"),
+        [
+            (
+                f"#{r.id}",
+                State(r.state).label,
+                title(r),
+                r.requester,
+                ",".join(a) or "-",
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for r, a in rows
+        ],
+    )
+    blocks = [section(f"*Last {len(rows)} change requests*"), *code_sections(lines)]
+    return fit(Reply(text="Recent change requests", blocks=blocks), "\n".join(lines) + "\n", "changes.txt")
+
+
+def change_detail(request: Any, approvers: Sequence[str], results: Sequence[Any]) -> Reply:
+    plan = Plan.from_json(request.plan)
+    state = State(request.state)
+    blocks: list[Block] = [
+        section(f"{_STATE_ICON.get(state, '')} *Change #{request.id}: {escape(title(request))}* — {state.label}"),
+        context(
+            f"Requested by <@{request.requester}> at {request.created_at:%Y-%m-%d %H:%M} UTC"
+            + (f" · approved by {', '.join(f'<@{a}>' for a in approvers)}" if approvers else "")
+            + (f" · reason: {escape(request.reason)}" if request.reason else "")
+        ),
+        section(totals(plan)),
+    ]
+    lines = plan_lines(plan)
+    full = ["Plan:", *lines]
+    if results:
+        result_lines = table_lines(
+            ("INTERFACE", "STATUS", "BEFORE", "AFTER", "ERROR"),
+            [
+                (
+                    r.label,
+                    r.status,
+                    _map(r.before),
+                    _map(r.after) if r.after is not None else "-",
+                    r.error or "",
+                )
+                for r in results
+            ],
+        )
+        blocks.append(section("*Results*"))
+        blocks += code_sections(result_lines)
+        full += ["", "Results:", *result_lines]
+    else:
+        blocks += code_sections(lines)
+    return fit(Reply(text=f"Change #{request.id}", blocks=blocks), "\n".join(full) + "\n", f"change-{request.id}.txt")
+
+
+def _map(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k.removeprefix('ethtool-')}={_value(v)}" for k, v in sorted(values.items())) or "-"
+
+
+def _plain(text: str) -> str:
+    return text.replace("*", "")

@@ -1,0 +1,451 @@
+"""Applying an approved change exactly once, verifying it, and finishing it after a crash.
+
+Exactly once rests on three things: the request is claimed by compare-and-set
+(``approved → applying``, with this replica's id and a heartbeat); every
+interface's outcome is recorded with the values read back from XAPI; and a
+replica that finds a request stuck in ``applying`` with a dead heartbeat
+re-reads live state before touching anything — an interface already showing
+the new values is recorded, not written again.
+
+Writes run in parallel, bounded by the pool's ``max_concurrency``; results are
+stored in batches (with their audit rows and a heartbeat), so a pool-wide change
+costs a few dozen transactions, not thousands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db import audit
+from bot.db.models import ChangeRequest, ChangeResult, PendingActivation
+from bot.domain.approvals import State, outcome
+from bot.domain.changes import NOTHING_TO_ACTIVATE, InterfacePlan, Plan
+from bot.domain.model import PoolInventory, Vif
+from bot.render import changes as render
+from bot.services.changes import ChangeService, utcnow
+from bot.services.messenger import Messenger
+from bot.xen.errors import XenError
+from bot.xen.gateway import Gateways, PoolGateway
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=90)
+BATCH_SIZE = 100
+FLUSH_SECONDS = 1.0
+
+
+def executor_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+@dataclass
+class Outcome:
+    uuid: str
+    label: str
+    kind: str
+    status: str  # applied | failed | verify_failed | activated | skipped
+    before: dict[str, str | None]
+    after: dict[str, str | None] | None
+    error: str | None
+    activation: str
+    owner_uuid: str = ""
+
+
+@dataclass
+class _Collector:
+    """Buffers outcomes and writes them in batches with their audit row and a heartbeat."""
+
+    service: ApplyService
+    request: ChangeRequest
+    total: int
+    pending: list[Outcome] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    done: int = 0
+    last_flush: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, item: Outcome) -> None:
+        with self.lock:
+            self.pending.append(item)
+            self.counts[item.status] += 1
+            self.done += 1
+            due = len(self.pending) >= BATCH_SIZE or time.monotonic() - self.last_flush >= FLUSH_SECONDS
+            batch = self._take() if due else []
+        if batch:
+            self.service._store(self.request, batch)
+            self.service._progress(self.request, self.done, self.total)
+
+    def flush(self) -> None:
+        with self.lock:
+            batch = self._take()
+        if batch:
+            self.service._store(self.request, batch)
+
+    def _take(self) -> list[Outcome]:
+        batch, self.pending = self.pending, []
+        self.last_flush = time.monotonic()
+        return batch
+
+
+class ApplyService:
+    def __init__(
+        self,
+        *,
+        changes: ChangeService,
+        gateways: Gateways,
+        sessions: sessionmaker[Session],
+        messenger: Messenger,
+        clock: Callable[[], datetime] = utcnow,
+        me: str | None = None,
+    ) -> None:
+        self.changes = changes
+        self.gateways = gateways
+        self.sessions = sessions
+        self.messenger = messenger
+        self.clock = clock
+        self.me = me or executor_id()
+
+    # -- entry points ---------------------------------------------------------------
+
+    def execute(self, request_id: int, actor: str = "system") -> State | None:
+        """Apply an approved request; returns the final state, or None when another replica has it."""
+        with self.sessions() as session:
+            request = session.get(ChangeRequest, request_id)
+        if request is None or request.state != State.APPROVED:
+            return None
+        if request.kind == "activate":
+            return self._activate(request, actor)
+        try:
+            fresh = self.changes.replan(request)
+        except XenError as exc:
+            # Nothing was written; the approval stands and recover() will try again.
+            self._post(request, render.apply_postponed(request, str(exc)))
+            log.warning("change #%s postponed: %s", request.id, exc)
+            return State.APPROVED
+        if fresh.content_hash != request.plan_hash:
+            return self._stale(request, fresh, actor)
+        if not self._claim(request, (State.APPROVED,), actor):
+            return None
+        return self._apply(request, fresh.interfaces, resumed=False)
+
+    def recover(self, lease: timedelta = LEASE) -> list[int]:
+        """Finish what a dead replica (or this one before a restart) left: approved or applying requests."""
+        cutoff = self.clock() - lease
+        with self.sessions() as session:
+            stuck = session.scalars(
+                select(ChangeRequest).where(
+                    or_(
+                        (ChangeRequest.state == State.APPROVED) & (ChangeRequest.updated_at <= cutoff),
+                        (ChangeRequest.state == State.APPLYING)
+                        & or_(ChangeRequest.heartbeat_at.is_(None), ChangeRequest.heartbeat_at <= cutoff),
+                    )
+                )
+            ).all()
+        handled = []
+        for request in stuck:
+            if request.state == State.APPROVED:
+                self.execute(request.id)
+            else:
+                self._resume(request)
+            handled.append(request.id)
+        return handled
+
+    # -- claiming -------------------------------------------------------------------
+
+    def _claim(self, request: ChangeRequest, expected: tuple[State, ...], actor: str) -> bool:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            query = update(ChangeRequest).where(ChangeRequest.id == request.id, ChangeRequest.state == request.state)
+            if request.state == State.APPLYING:
+                # Taking over: only if the holder is still the one we judged dead.
+                query = query.where(
+                    ChangeRequest.executor.is_(None)
+                    if request.executor is None
+                    else ChangeRequest.executor == request.executor
+                )
+            result = session.execute(
+                query.values(state=State.APPLYING, executor=self.me, heartbeat_at=now, updated_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            audit.record(
+                session,
+                actor=actor,
+                action="change.applying" if request.state == State.APPROVED else "change.resumed",
+                target=f"change #{request.id}",
+                details={"executor": self.me, "previous_executor": request.executor},
+            )
+        request.state, request.executor = State.APPLYING, self.me
+        return True
+
+    def _stale(self, request: ChangeRequest, fresh: Plan, actor: str) -> State | None:
+        with self.sessions.begin() as session:
+            row = session.get(ChangeRequest, request.id)
+            assert row is not None
+            if not self.changes._cas(session, row, (State.APPROVED,), State.STALE, "system"):
+                return None
+        self.changes._refresh_message(request.id)
+        old = Plan.from_json(request.plan)
+        if fresh.interfaces:
+            new = self.changes._create(
+                kind=request.kind,
+                plan=fresh,
+                requester=request.requester,
+                channel=request.channel,
+                reason=request.reason,
+                scope_target=request.plan.get("scope_target", request.scope_label),
+                parent_id=request.id,
+            )
+            self.changes._post_for_approval(new, fresh, note=render.stale_note(request, old, fresh))
+        else:
+            self._post(request, render.stale_nothing_left(request))
+        return State.STALE
+
+    # -- applying -------------------------------------------------------------------
+
+    def _apply(self, request: ChangeRequest, interfaces: Iterable[InterfacePlan], *, resumed: bool) -> State:
+        items = list(interfaces)
+        gateway = self.gateways.get(request.pool)
+        collector = _Collector(self, request, total=len(items))
+        self._progress(request, 0, len(items))
+        gateway.map(lambda item: collector.add(self._apply_one(gateway, item)), items)
+        collector.flush()
+        return self._finish(request, resumed)
+
+    def _apply_one(self, gateway: PoolGateway, item: InterfacePlan) -> Outcome:
+        expected = item.expected()
+        before = item.previous()
+        known = {k: v for k, v in before.items() if v is not None}
+        try:
+            after_map = gateway.write_other_config(item.kind, item.ref, expected, known)
+        except XenError as exc:
+            error = exc.short if hasattr(exc, "short") else str(exc)
+            return Outcome(item.uuid, item.label, item.kind, "failed", before, None, error, item.activation)
+        after = {k: after_map.get(k) for k in expected}
+        status = "applied" if after == expected else "verify_failed"
+        error = None if status == "applied" else f"read back {after}, expected {expected}"
+        return Outcome(item.uuid, item.label, item.kind, status, before, after, error, item.activation)
+
+    def _resume(self, request: ChangeRequest) -> State | None:
+        """A request found in ``applying`` with a dead holder: record what is done, do the rest."""
+        if not self._claim(request, (State.APPLYING,), "system"):
+            return None
+        plan = Plan.from_json(request.plan)
+        with self.sessions() as session:
+            done = set(
+                session.scalars(select(ChangeResult.interface_uuid).where(ChangeResult.request_id == request.id))
+            )
+        remaining = [i for i in plan.interfaces if i.uuid not in done]
+        gateway = self.gateways.get(request.pool)
+        try:
+            inventory = gateway.inventory()
+        except XenError as exc:
+            self._post(request, render.apply_postponed(request, str(exc)))
+            return State.APPLYING
+        to_write: list[InterfacePlan] = []
+        found: list[Outcome] = []
+        for item in remaining:
+            live = inventory.interface(item.uuid)
+            if live is None:
+                found.append(self._outcome(item, "failed", None, "interface no longer exists"))
+                continue
+            values = {k: live.other_config.get(k) for k in item.expected()}
+            if values == item.expected():
+                found.append(self._outcome(item, "applied", values, None))
+            elif values == item.previous():
+                to_write.append(_with_ref(item, live.ref))
+            else:
+                found.append(self._outcome(item, "failed", values, "changed by someone else while xenbot was down"))
+        if found:
+            self._store(request, found)
+        self._post(request, render.resumed(request, len(done), len(found), len(to_write)))
+        return self._apply(request, to_write, resumed=True)
+
+    @staticmethod
+    def _outcome(item: InterfacePlan, status: str, after: dict[str, str | None] | None, error: str | None) -> Outcome:
+        return Outcome(item.uuid, item.label, item.kind, status, item.previous(), after, error, item.activation)
+
+    def _finish(self, request: ChangeRequest, resumed: bool) -> State:
+        with self.sessions.begin() as session:
+            results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request.id)).all()
+            counts = Counter(r.status for r in results)
+            applied = counts["applied"] + counts["activated"]
+            failed = counts["failed"] + counts["verify_failed"]
+            final = outcome(applied, failed)
+            row = session.get(ChangeRequest, request.id)
+            assert row is not None
+            summary = {"counts": dict(counts), "resumed": resumed}
+            if not self.changes._cas(session, row, (State.APPLYING,), final, "system", summary=summary):
+                log.warning("change #%s was finished by someone else", request.id)
+            failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
+            activation = Counter(r.activation for r in results if r.status == "applied")
+            kind = row.kind
+        self.changes._refresh_message(request.id)
+        if kind == "activate":
+            self._post(request, render.activation_summary(request, final, counts, failures))
+        else:
+            self._post(request, render.apply_summary(request, final, counts, failures, activation))
+        return final
+
+    # -- activation -------------------------------------------------------------------
+
+    def _activate(self, request: ChangeRequest, actor: str) -> State | None:
+        if not self._claim(request, (State.APPROVED,), actor):
+            return None
+        plan = Plan.from_json(request.plan)
+        gateway = self.gateways.get(request.pool)
+        try:
+            inventory = gateway.inventory()
+        except XenError as exc:
+            outcomes = [self._outcome(i, "failed", None, str(exc)) for i in plan.interfaces]
+            self._store(request, outcomes)
+            return self._finish(request, resumed=False)
+        collector = _Collector(self, request, total=len(plan.interfaces))
+        by_vm: dict[str, list[InterfacePlan]] = {}
+        singles: list[InterfacePlan] = []
+        for item in plan.interfaces:
+            if item.activation == "vm-power-cycle":
+                by_vm.setdefault(item.owner, []).append(item)
+            else:
+                singles.append(item)
+
+        def one(item: InterfacePlan) -> None:
+            collector.add(self._activate_one(gateway, inventory, item))
+
+        def vm(items: list[InterfacePlan]) -> None:
+            for outcome_ in self._power_cycle(gateway, inventory, items):
+                collector.add(outcome_)
+
+        gateway.map(one, singles)
+        gateway.map(vm, list(by_vm.values()))
+        collector.flush()
+        return self._finish(request, resumed=False)
+
+    def _activate_one(self, gateway: PoolGateway, inventory: PoolInventory, item: InterfacePlan) -> Outcome:
+        iface = inventory.interface(item.uuid)
+        if iface is None:
+            return self._outcome(item, "failed", None, "interface no longer exists")
+        try:
+            if isinstance(iface, Vif):
+                gateway.call("VIF.unplug", iface.ref, idempotent=False)
+                gateway.call("VIF.plug", iface.ref, idempotent=False)
+            elif iface.bond_slave_of:
+                master = gateway.call("Bond.get_master", iface.bond_slave_of)
+                gateway.call("PIF.plug", master, idempotent=False)
+            else:
+                gateway.call("PIF.plug", iface.ref, idempotent=False)
+        except XenError as exc:
+            return self._outcome(item, "failed", None, getattr(exc, "short", str(exc)))
+        return self._outcome(item, "activated", None, None)
+
+    def _power_cycle(self, gateway: PoolGateway, inventory: PoolInventory, items: list[InterfacePlan]) -> list[Outcome]:
+        iface = inventory.interface(items[0].uuid)
+        if not isinstance(iface, Vif):
+            return [self._outcome(i, "failed", None, "interface no longer exists") for i in items]
+        try:
+            gateway.call("VM.clean_shutdown", iface.vm_ref, idempotent=False)
+            gateway.call("VM.start", iface.vm_ref, False, False, idempotent=False)
+        except XenError as exc:
+            return [self._outcome(i, "failed", None, getattr(exc, "short", str(exc))) for i in items]
+        return [self._outcome(i, "activated", None, None) for i in items]
+
+    # -- storage and messages -------------------------------------------------------------
+
+    def _store(self, request: ChangeRequest, batch: list[Outcome]) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            for item in batch:
+                session.add(
+                    ChangeResult(
+                        request_id=request.id,
+                        pool=request.pool,
+                        kind=item.kind,
+                        interface_uuid=item.uuid,
+                        label=item.label,
+                        status=item.status,
+                        before=item.before,
+                        after=item.after,
+                        error=item.error,
+                        activation=item.activation,
+                        at=now,
+                    )
+                )
+                if item.status == "applied" and item.activation not in NOTHING_TO_ACTIVATE:
+                    session.merge(
+                        PendingActivation(
+                            interface_uuid=item.uuid,
+                            pool=request.pool,
+                            kind=item.kind,
+                            label=item.label,
+                            owner_uuid=item.owner_uuid,
+                            method=item.activation,
+                            request_id=request.id,
+                            since=now,
+                        )
+                    )
+                elif item.status == "activated":
+                    pending = session.get(PendingActivation, item.uuid)
+                    if pending is not None:
+                        session.delete(pending)
+            session.execute(
+                update(ChangeRequest)
+                .where(ChangeRequest.id == request.id, ChangeRequest.executor == self.me)
+                .values(heartbeat_at=now)
+            )
+            audit.record(
+                session,
+                actor="system",
+                action="change.results",
+                target=f"change #{request.id}",
+                details={
+                    "results": [
+                        {
+                            "interface": i.uuid,
+                            "label": i.label,
+                            "status": i.status,
+                            "before": i.before,
+                            "after": i.after,
+                            "error": i.error,
+                        }
+                        for i in batch
+                    ]
+                },
+            )
+
+    def _progress(self, request: ChangeRequest, done: int, total: int) -> None:
+        if request.message_channel and request.message_ts:
+            try:
+                self.messenger.update(
+                    request.message_channel, request.message_ts, render.progress(request, done, total)
+                )
+            except Exception:
+                log.exception("could not post progress of change #%s", request.id)
+
+    def _post(self, request: ChangeRequest, reply: Any) -> None:
+        channel = request.message_channel or request.channel
+        if not channel:
+            return
+        try:
+            self.messenger.post(channel, reply, thread_ts=request.message_ts)
+        except Exception:
+            log.exception("could not post about change #%s", request.id)
+
+
+def _with_ref(item: InterfacePlan, ref: str) -> InterfacePlan:
+    """Refs can change across a master failover's restart; uuids do not."""
+    from dataclasses import replace
+
+    return replace(item, ref=ref)

@@ -1,0 +1,27 @@
+"""The services' messages, posted and updated through the Slack Web API."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.domain.slack_text import escape
+from bot.render.blocks import Reply
+from handlers.delivery import upload_attachment
+
+
+class SlackMessenger:
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def post(self, channel: str, reply: Reply, thread_ts: str | None = None) -> str | None:
+        if reply.file is not None:
+            reply = upload_attachment(reply, self.client, channel, thread_ts)
+        response = self.client.chat_postMessage(
+            channel=channel, text=escape(reply.text), blocks=reply.blocks, thread_ts=thread_ts
+        )
+        ts = response.get("ts")
+        return str(ts) if ts else None
+
+    def update(self, channel: str, ts: str, reply: Reply) -> None:
+        # A file was attached when the message was first posted; updates only change the blocks.
+        self.client.chat_update(channel=channel, ts=ts, text=escape(reply.text), blocks=reply.blocks)
