@@ -16,7 +16,7 @@ from typing import Protocol
 
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
-from bot.domain.commands import Parsed, UsageError, parse
+from bot.domain.commands import CommandSpec, Parsed, UsageError, parse
 from bot.domain.slack_text import unescape
 from bot.render import inspection as render
 from bot.render.blocks import Reply, context
@@ -93,20 +93,53 @@ class CommandRouter:
             "offload status": self._offload_status,
         }
         self._actions: dict[str, ActionHandler] = {Action.SHARE: self._share}
+        self._open_actions: set[str] = set()
 
     def add_route(self, name: str, route: Route) -> None:
         """Later features (changes, alerts, policies) plug their commands in here."""
         self._routes[name] = route
 
-    def add_action(self, action_id: str, handler: ActionHandler) -> None:
+    def add_action(self, action_id: str, handler: ActionHandler, *, operators_only: bool = True) -> None:
+        """``operators_only=False`` for buttons whose service applies its own rule (approve/reject/cancel)."""
         self._actions[action_id] = handler
+        if not operators_only:
+            self._open_actions.add(action_id)
 
     def handle_action(self, actor: Actor, action_id: str, value: str) -> Reply:
         """A button press. Who is clicking is checked again here, whatever the message showed."""
         handler = self._actions.get(action_id)
         if handler is None:
             return render.render_error("That button is no longer supported; run the command again.")
-        return handler(actor, value)
+        if action_id not in self._open_actions:
+            decision = self.access.may_operate(actor.user_id, actor.channel_id, self.members_of)
+            if not decision.allowed:
+                self._audit_safely(actor, "action.refused", action_id, {"value": value, "reason": decision.reason})
+                return render.render_error(f"Sorry, {decision.reason}.")
+        return self._safely(action_id, lambda: handler(actor, value), None)
+
+    def _safely(self, what: str, run: Callable[[], Reply], spec: CommandSpec | None) -> Reply:
+        """Every failure becomes a sentence for the person; unexpected ones also get a reference."""
+        reference = new_reference()
+        try:
+            return run()
+        except UsageError as exc:
+            return render.render_usage(self.command, exc.message, exc.spec or spec)
+        except names.LookupProblem as exc:
+            return render.render_error(str(exc))
+        except XapiUnavailable as exc:
+            log.warning("%s: %s", what, exc, extra={"reference": reference})
+            return render.render_error(
+                f"Pool {exc.pool} is not answering ({exc.reason}). Nothing was changed; try again shortly."
+            )
+        except XapiAuthFailed as exc:
+            log.error("%s: %s", what, exc, extra={"reference": reference})
+            return render.render_error(f"{exc}. An administrator must fix xenbot's pool credentials.", reference)
+        except XapiError as exc:
+            log.warning("%s: %s", what, exc, extra={"reference": reference})
+            return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
+        except Exception:  # noqa: BLE001 - the user gets a reference; the log gets the traceback
+            log.exception("%s failed (reference %s)", what, reference)
+            return render.render_error("Something went wrong on xenbot's side; the team can look it up.", reference)
 
     def _share(self, actor: Actor, value: str) -> Reply:
         """Run the command again (fresh data, access re-checked) and post it for everyone."""
@@ -119,7 +152,6 @@ class CommandRouter:
 
     def handle(self, actor: Actor, text: str) -> Reply:
         """Run one command; never raises — every outcome is a reply."""
-        reference = new_reference()
         try:
             parsed = parse(text)
         except UsageError as exc:
@@ -131,26 +163,7 @@ class CommandRouter:
         route = self._routes.get(parsed.name)
         if route is None:
             return render.render_usage(self.command, f"`{parsed.name}` is not available here", parsed.spec)
-        try:
-            reply = route(actor, parsed)
-        except UsageError as exc:
-            return render.render_usage(self.command, exc.message, exc.spec or parsed.spec)
-        except names.LookupProblem as exc:
-            return render.render_error(str(exc))
-        except XapiUnavailable as exc:
-            log.warning("command %r: %s", parsed.name, exc, extra={"reference": reference})
-            return render.render_error(
-                f"Pool {exc.pool} is not answering ({exc.reason}). Nothing was changed; try again shortly."
-            )
-        except XapiAuthFailed as exc:
-            log.error("command %r: %s", parsed.name, exc, extra={"reference": reference})
-            return render.render_error(f"{exc}. An administrator must fix xenbot's pool credentials.", reference)
-        except XapiError as exc:
-            log.warning("command %r: %s", parsed.name, exc, extra={"reference": reference})
-            return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
-        except Exception:
-            log.exception("command %r failed (reference %s)", parsed.name, reference)
-            return render.render_error("Something went wrong on xenbot's side; the team can look it up.", reference)
+        reply = self._safely(parsed.name, lambda: route(actor, parsed), parsed.spec)
         self._audit_safely(actor, "command.run", parsed.name, {"text": unescape(text)})
         return reply
 

@@ -63,9 +63,14 @@ class ChangeRoutes:
             a.user_id, a.channel_id, _id(p.args[0], "revert"))))
         router.add_route("activate", lambda a, p: self._guard(lambda: self.changes.request_activation(
             a.user_id, a.channel_id, _id(p.args[0], "activate"))))
-        router.add_action(Action.APPROVE, self._approve)
-        router.add_action(Action.REJECT, lambda a, v: self.changes.reject(a.user_id, _id(v, "reject")))
-        router.add_action(Action.CANCEL, lambda a, v: self.changes.cancel(a.user_id, _id(v, "cancel")))
+        # Approvers need not be operators; these services check their own rules on every click.
+        router.add_action(Action.APPROVE, self._approve, operators_only=False)
+        router.add_action(
+            Action.REJECT, lambda a, v: self.changes.reject(a.user_id, _id(v, "reject")), operators_only=False
+        )
+        router.add_action(
+            Action.CANCEL, lambda a, v: self.changes.cancel(a.user_id, _id(v, "cancel")), operators_only=False
+        )
         router.add_action(Action.REVERT, lambda a, v: self._guard(lambda: self.changes.request_revert(
             a.user_id, a.channel_id, _id(v, "revert"))))
         router.add_action(Action.ACTIVATE, lambda a, v: self._guard(lambda: self.changes.request_activation(
