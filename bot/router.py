@@ -137,7 +137,7 @@ class CommandRouter:
         except XapiError as exc:
             log.warning("%s: %s", what, exc, extra={"reference": reference})
             return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
-        except Exception:  # noqa: BLE001 - the user gets a reference; the log gets the traceback
+        except Exception:
             log.exception("%s failed (reference %s)", what, reference)
             return render.render_error("Something went wrong on xenbot's side; the team can look it up.", reference)
 

@@ -19,14 +19,13 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import audit
@@ -64,40 +63,50 @@ class Outcome:
     owner_uuid: str = ""
 
 
-@dataclass
 class _Collector:
-    """Buffers outcomes and writes them in batches with their audit row and a heartbeat."""
+    """Takes outcomes from the XAPI workers and stores them in batches on a thread of its own,
+    so no worker ever waits on the database while it could be writing to XAPI."""
 
-    service: ApplyService
-    request: ChangeRequest
-    total: int
-    pending: list[Outcome] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-    done: int = 0
-    last_flush: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, service: ApplyService, request: ChangeRequest, total: int) -> None:
+        self.service = service
+        self.request = request
+        self.total = total
+        self.done = 0
+        self._pending: list[Outcome] = []
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"change-{request.id}-results", daemon=True)
+        self._thread.start()
 
     def add(self, item: Outcome) -> None:
-        with self.lock:
-            self.pending.append(item)
-            self.counts[item.status] += 1
+        with self._cond:
+            self._pending.append(item)
             self.done += 1
-            due = len(self.pending) >= BATCH_SIZE or time.monotonic() - self.last_flush >= FLUSH_SECONDS
-            batch = self._take() if due else []
-        if batch:
-            self.service._store(self.request, batch)
-            self.service._progress(self.request, self.done, self.total)
+            if len(self._pending) >= BATCH_SIZE:
+                self._cond.notify()
 
-    def flush(self) -> None:
-        with self.lock:
-            batch = self._take()
-        if batch:
-            self.service._store(self.request, batch)
+    def close(self) -> None:
+        """Store what is left and wait for it: the outcome must be on disk before the summary."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
 
-    def _take(self) -> list[Outcome]:
-        batch, self.pending = self.pending, []
-        self.last_flush = time.monotonic()
-        return batch
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._closed and len(self._pending) < BATCH_SIZE:
+                    self._cond.wait(FLUSH_SECONDS)
+                batch, self._pending = self._pending, []
+                done, closed = self.done, self._closed
+            if batch:
+                try:
+                    self.service._store(self.request, batch)
+                except Exception:
+                    log.exception("could not store %d results of change #%s", len(batch), self.request.id)
+                self.service._progress(self.request, done, self.total)
+            if closed and not batch:
+                return
 
 
 class ApplyService:
@@ -221,8 +230,10 @@ class ApplyService:
         gateway = self.gateways.get(request.pool)
         collector = _Collector(self, request, total=len(items))
         self._progress(request, 0, len(items))
-        gateway.map(lambda item: collector.add(self._apply_one(gateway, item)), items)
-        collector.flush()
+        try:
+            gateway.map(lambda item: collector.add(self._apply_one(gateway, item)), items)
+        finally:
+            collector.close()
         return self._finish(request, resumed)
 
     def _apply_one(self, gateway: PoolGateway, item: InterfacePlan) -> Outcome:
@@ -329,9 +340,11 @@ class ApplyService:
             for outcome_ in self._power_cycle(gateway, inventory, items):
                 collector.add(outcome_)
 
-        gateway.map(one, singles)
-        gateway.map(vm, list(by_vm.values()))
-        collector.flush()
+        try:
+            gateway.map(one, singles)
+            gateway.map(vm, list(by_vm.values()))
+        finally:
+            collector.close()
         return self._finish(request, resumed=False)
 
     def _activate_one(self, gateway: PoolGateway, inventory: PoolInventory, item: InterfacePlan) -> Outcome:
@@ -365,41 +378,50 @@ class ApplyService:
     # -- storage and messages -------------------------------------------------------------
 
     def _store(self, request: ChangeRequest, batch: list[Outcome]) -> None:
+        """One transaction per batch: results, pending activations, heartbeat and one audit row."""
         now = self.clock()
+        pending = [i for i in batch if i.status == "applied" and i.activation not in NOTHING_TO_ACTIVATE]
+        activated = [i.uuid for i in batch if i.status == "activated"]
         with self.sessions.begin() as session:
-            for item in batch:
-                session.add(
-                    ChangeResult(
-                        request_id=request.id,
-                        pool=request.pool,
-                        kind=item.kind,
-                        interface_uuid=item.uuid,
-                        label=item.label,
-                        status=item.status,
-                        before=item.before,
-                        after=item.after,
-                        error=item.error,
-                        activation=item.activation,
-                        at=now,
-                    )
+            session.execute(
+                insert(ChangeResult),
+                [
+                    {
+                        "request_id": request.id,
+                        "pool": request.pool,
+                        "kind": i.kind,
+                        "interface_uuid": i.uuid,
+                        "label": i.label,
+                        "status": i.status,
+                        "before": i.before,
+                        "after": i.after,
+                        "error": i.error,
+                        "activation": i.activation,
+                        "at": now,
+                    }
+                    for i in batch
+                ],
+            )
+            stale = [i.uuid for i in pending] + activated
+            if stale:
+                session.execute(delete(PendingActivation).where(PendingActivation.interface_uuid.in_(stale)))
+            if pending:
+                session.execute(
+                    insert(PendingActivation),
+                    [
+                        {
+                            "interface_uuid": i.uuid,
+                            "pool": request.pool,
+                            "kind": i.kind,
+                            "label": i.label,
+                            "owner_uuid": i.owner_uuid,
+                            "method": i.activation,
+                            "request_id": request.id,
+                            "since": now,
+                        }
+                        for i in pending
+                    ],
                 )
-                if item.status == "applied" and item.activation not in NOTHING_TO_ACTIVATE:
-                    session.merge(
-                        PendingActivation(
-                            interface_uuid=item.uuid,
-                            pool=request.pool,
-                            kind=item.kind,
-                            label=item.label,
-                            owner_uuid=item.owner_uuid,
-                            method=item.activation,
-                            request_id=request.id,
-                            since=now,
-                        )
-                    )
-                elif item.status == "activated":
-                    pending = session.get(PendingActivation, item.uuid)
-                    if pending is not None:
-                        session.delete(pending)
             session.execute(
                 update(ChangeRequest)
                 .where(ChangeRequest.id == request.id, ChangeRequest.executor == self.me)

@@ -1,0 +1,216 @@
+"""Applying exactly once: races between replicas, expiry, stale plans, partial failures, crashes.
+
+Real parts throughout: the simulator over HTTP, SQLite and PostgreSQL (``db_url``); two
+"replicas" are two complete service stacks with their own engines on one database.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select, update
+
+from bot.db.models import ChangeRequest, ChangeResult
+from bot.domain.approvals import State
+from bot.render.blocks import Reply
+from bot.services.changes import Scope
+from bot.settings import Settings, SlackSettings
+from bot.wiring import Services, build
+from tests.conftest_xen import pool_settings
+
+LEAD = "U0LEAD"
+
+
+class RecordingMessenger:
+    """Our own messaging port, recording what the services post (Slack itself is tested over HTTP)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, Reply, str | None]] = []
+        self.updates: list[tuple[str, str, Reply]] = []
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def post(self, channel: str, reply: Reply, thread_ts: str | None = None) -> str | None:
+        with self._lock:
+            self._n += 1
+            self.posts.append((channel, reply, thread_ts))
+            return f"{self._n}.0"
+
+    def update(self, channel: str, ts: str, reply: Reply) -> None:
+        self.updates.append((channel, ts, reply))
+
+    def texts(self) -> str:
+        return "\n".join(str(r.blocks) for _c, r, _t in self.posts)
+
+
+def stack(sim, db_url: str, **slack) -> tuple[Services, RecordingMessenger]:
+    messenger = RecordingMessenger()
+    settings = Settings(
+        pools=[pool_settings(sim)],
+        slack=SlackSettings(approvers=[LEAD], approvals_channel="C0APPROVE", **slack),
+    ).model_copy(update={"database_url": db_url})
+    return build(settings, messenger=messenger), messenger
+
+
+@pytest.fixture
+def services(sim, db_url):
+    built, messenger = stack(sim, db_url)
+    built.recorder = messenger  # type: ignore[attr-defined]
+    yield built
+    built.close()
+
+
+def request(services: Services, scope: Scope, modes: str | None = None) -> int:
+    services.changes.request(
+        requester="U123", channel="C123", action="off", scope=scope, modes_text=modes, reason="test"
+    )
+    with services.sessions() as session:
+        return max(session.scalars(select(ChangeRequest.id)))
+
+
+def state(services: Services, request_id: int) -> str:
+    with services.sessions() as session:
+        row = session.get(ChangeRequest, request_id)
+        assert row is not None
+        return row.state
+
+
+def test_two_replicas_racing_apply_once(sim, db_url):
+    first, _ = stack(sim, db_url)
+    second, _ = stack(sim, db_url)
+    try:
+        request_id = request(first, Scope("pool", "demo"))
+        _, approved = first.changes.approve(LEAD, request_id)
+        assert approved
+        with first.sessions() as session:
+            writes = sum(len(r["changes"]) for r in session.get(ChangeRequest, request_id).plan["interfaces"])
+        sim.reset_call_counts()
+        barrier = threading.Barrier(2)
+        outcomes: list[object] = []
+
+        def run(services: Services) -> None:
+            barrier.wait()
+            outcomes.append(services.apply.execute(request_id, LEAD))
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(map(str, outcomes)) == sorted([str(State.APPLIED), "None"])
+        counts = sim.call_counts()
+        assert counts.get("VIF.add_to_other_config", 0) + counts.get("PIF.add_to_other_config", 0) <= writes
+        with first.sessions() as session:
+            results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+        assert len(results) == len({r.interface_uuid for r in results}) > 10
+        assert all(r.status == "applied" for r in results)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_expired_requests_refuse_approval(sim, db_url):
+    services, _ = stack(sim, db_url, approval_ttl_minutes=1)
+    try:
+        request_id = request(services, Scope("vm", "win7-kiosk"))
+        later = datetime.now(UTC) + timedelta(minutes=2)
+        services.changes.clock = lambda: later
+        reply, approved = services.changes.approve(LEAD, request_id)
+        assert not approved and "expired" in reply.text
+        assert state(services, request_id) == State.EXPIRED
+        assert services.changes.expire_overdue() == 0
+    finally:
+        services.close()
+
+
+def test_stale_plan_is_not_applied_and_is_reposted(sim, services):
+    request_id = request(services, Scope("vm", "pfsense-fw01"), "tx")
+    # Someone fixes one VIF by hand before the approval.
+    vif = sim.pool.vif("pfsense-fw01", "2")
+    sim.pool.set_field(vif, "other_config", {"ethtool-tx": "false"})
+    sim.reset_call_counts()
+    services.changes.approve(LEAD, request_id)
+    assert services.apply.execute(request_id, LEAD) == State.STALE
+    assert state(services, request_id) == State.STALE
+    assert sim.call_counts().get("VIF.add_to_other_config", 0) == 0
+    assert "live state differs" in services.recorder.texts()
+    assert state(services, request_id + 1) == State.PENDING
+
+
+def test_partial_failure_is_recorded_per_interface(sim, services):
+    request_id = request(services, Scope("pool", "demo"))
+    sim.faults.fail("VIF.add_to_other_config", "INTERNAL_ERROR", ["disk full"], share=0.3, seed=7)
+    services.changes.approve(LEAD, request_id)
+    final = services.apply.execute(request_id, LEAD)
+    assert final == State.PARTIALLY_FAILED
+    with services.sessions() as session:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+    failed = [r for r in results if r.status == "failed"]
+    assert failed and all("INTERNAL_ERROR" in (r.error or "") for r in failed)
+    assert any(r.status == "applied" for r in results)
+    summary = services.recorder.posts[-1][1]
+    assert "failed" in summary.text and "INTERNAL_ERROR" in str(summary.blocks)
+
+
+def test_crash_between_approve_and_apply_is_finished_on_start(sim, services):
+    request_id = request(services, Scope("vm", "win2019-dc01"))
+    services.changes.approve(LEAD, request_id)  # ... and the process dies before applying
+    assert state(services, request_id) == State.APPROVED
+    assert services.apply.recover(lease=timedelta(0)) == [request_id]
+    assert state(services, request_id) == State.APPLIED
+
+
+def test_crash_mid_apply_is_resumed_without_writing_twice(sim, services):
+    request_id = request(services, Scope("pool", "demo"), "tx")
+    services.changes.approve(LEAD, request_id)
+    with services.sessions() as session:
+        plan = session.get(ChangeRequest, request_id).plan
+    done, left = plan["interfaces"][:3], plan["interfaces"][3:]
+    # A dead replica claimed it and wrote the first three interfaces (not all recorded).
+    gateway = services.gateways.get("demo")
+    for item in done:
+        cls = "VIF" if item["kind"] == "vif" else "PIF"
+        gateway.call(f"{cls}.remove_from_other_config", item["ref"], "ethtool-tx")
+        gateway.call(f"{cls}.add_to_other_config", item["ref"], "ethtool-tx", "off")
+    with services.sessions.begin() as session:
+        session.execute(
+            update(ChangeRequest)
+            .where(ChangeRequest.id == request_id)
+            .values(state=State.APPLYING, executor="dead:1:0", heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    sim.reset_call_counts()
+    assert services.apply.recover() == [request_id]
+    assert state(services, request_id) == State.APPLIED
+    counts = sim.call_counts()
+    assert counts.get("VIF.add_to_other_config", 0) + counts.get("PIF.add_to_other_config", 0) == len(left)
+    assert "interrupted" in services.recorder.texts()
+    with services.sessions() as session:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+    assert len(results) == len(plan["interfaces"])
+
+
+def test_xapi_down_at_apply_keeps_the_approved_request(sim, services):
+    request_id = request(services, Scope("vm", "ubuntu-web02"))
+    services.changes.approve(LEAD, request_id)
+    sim.faults.drop("*", share=1.0)
+    assert services.apply.execute(request_id, LEAD) == State.APPROVED
+    assert "Nothing was written" in services.recorder.texts()
+    sim.clear_faults()
+    services.apply.recover(lease=timedelta(0))
+    assert state(services, request_id) == State.APPLIED
+
+
+def test_reset_removes_keys_and_other_keys_survive(sim, services):
+    vif = sim.pool.vif("ubuntu-web01", "0")
+    services.changes.request(
+        requester="U123", channel="C123", action="reset", scope=Scope("vm", "ubuntu-web01"), modes_text=None,
+        reason=None,
+    )
+    services.changes.approve(LEAD, 1)
+    assert services.apply.execute(1, LEAD) == State.APPLIED
+    config = sim.pool.fields(vif)["other_config"]
+    assert not any(k.startswith("ethtool-") and k != "ethtool-gro" for k in config)
+    assert config["mac_seed"]
