@@ -153,6 +153,9 @@ def run_console(args: argparse.Namespace) -> int:
     _quiet_logging(settings.log_level)
     messenger = ConsoleMessenger(sys.stdout)
     services = build(settings, messenger=messenger)
+    from bot.services.housekeeping import Housekeeper
+
+    Housekeeper(services.changes, services.apply).run_once()
     try:
         console = Console(services.router, args.as_user, sys.stdout, settings.slack.command, messenger)
         return console.loop(sys.stdin)

@@ -61,6 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
     _stop_on_sigterm()
+    from bot.services.housekeeping import Housekeeper
+
+    housekeeper = Housekeeper(services.changes, services.apply)
+    housekeeper.start()
     try:
         if args.http:
             from handlers.http_server import make_server
@@ -81,6 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        housekeeper.stop()
         services.close()
     return 0
 

@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 import xmlrpc.client
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import XenAPI
 from pydantic import SecretStr
