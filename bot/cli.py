@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "bot.config_cli",
     "bot.db.cli",
     "bot.console",
+    "bot.health",
     "handlers.cli",
 )
 

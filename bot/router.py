@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from bot import logs, metrics
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
 from bot.domain.commands import CommandSpec, Parsed, UsageError, parse
@@ -118,28 +119,43 @@ class CommandRouter:
         return self._safely(action_id, lambda: handler(actor, value), None)
 
     def _safely(self, what: str, run: Callable[[], Reply], spec: CommandSpec | None) -> Reply:
-        """Every failure becomes a sentence for the person; unexpected ones also get a reference."""
-        reference = new_reference()
-        try:
-            return run()
-        except UsageError as exc:
-            return render.render_usage(self.command, exc.message, exc.spec or spec)
-        except names.LookupProblem as exc:
-            return render.render_error(str(exc))
-        except XapiUnavailable as exc:
-            log.warning("%s: %s", what, exc, extra={"reference": reference})
-            return render.render_error(
-                f"Pool {exc.pool} is not answering ({exc.reason}). Nothing was changed; try again shortly."
-            )
-        except XapiAuthFailed as exc:
-            log.error("%s: %s", what, exc, extra={"reference": reference})
-            return render.render_error(f"{exc}. An administrator must fix xenbot's pool credentials.", reference)
-        except XapiError as exc:
-            log.warning("%s: %s", what, exc, extra={"reference": reference})
-            return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
-        except Exception:
-            log.exception("%s failed (reference %s)", what, reference)
-            return render.render_error("Something went wrong on xenbot's side; the team can look it up.", reference)
+        """Every failure becomes a sentence for the person; unexpected ones also get a reference.
+
+        The reference is also on every log line written meanwhile (``bot.logs``)."""
+        with logs.reference(new_reference()) as reference:
+            outcome = "ok"
+            try:
+                reply = run()
+                outcome = "refused" if reply.error else "ok"
+                return reply
+            except UsageError as exc:
+                outcome = "usage"
+                return render.render_usage(self.command, exc.message, exc.spec or spec)
+            except names.LookupProblem as exc:
+                outcome = "not_found"
+                return render.render_error(str(exc))
+            except XapiUnavailable as exc:
+                outcome = "xapi_unavailable"
+                log.warning("%s: %s", what, exc)
+                return render.render_error(
+                    f"Pool {exc.pool} is not answering ({exc.reason}). Nothing was changed; try again shortly."
+                )
+            except XapiAuthFailed as exc:
+                outcome = "xapi_auth"
+                log.error("%s: %s", what, exc)
+                return render.render_error(f"{exc}. An administrator must fix xenbot's pool credentials.", reference)
+            except XapiError as exc:
+                outcome = "xapi_error"
+                log.warning("%s: %s", what, exc)
+                return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
+            except Exception:
+                outcome = "error"
+                log.exception("%s failed", what)
+                return render.render_error(
+                    "Something went wrong on xenbot's side; the team can look it up.", reference
+                )
+            finally:
+                metrics.COMMANDS.labels(what, outcome).inc()
 
     def _share(self, actor: Actor, value: str) -> Reply:
         """Run the command again (fresh data, access re-checked) and post it for everyone."""
@@ -158,6 +174,7 @@ class CommandRouter:
             return render.render_usage(self.command, exc.message, exc.spec)
         decision = self.access.may_operate(actor.user_id, actor.channel_id, self.members_of)
         if not decision.allowed:
+            metrics.COMMANDS.labels(parsed.name, "unauthorised").inc()
             self._audit_safely(actor, "command.refused", parsed.name, {"text": text, "reason": decision.reason})
             return render.render_error(f"Sorry, {decision.reason}.")
         route = self._routes.get(parsed.name)

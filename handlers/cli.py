@@ -19,6 +19,9 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--http", action="store_true", help="serve POST /slack/events instead of Socket Mode")
     serve.add_argument("--host", default="0.0.0.0", help="HTTP listen address (default 0.0.0.0)")  # noqa: S104
     serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000, 0 picks one)")
+    serve.add_argument(
+        "--metrics-port", type=int, default=9102, help="Prometheus /metrics port in Socket Mode (0: off; default 9102)"
+    )
     serve.set_defaults(func=run_serve)
 
 
@@ -52,7 +55,9 @@ def run_serve(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"config: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot import logs
+
+    logs.configure(settings.log_level)
     from bot.wiring import build
     from handlers.messenger import SlackMessenger
 
@@ -67,9 +72,10 @@ def run_serve(args: argparse.Namespace) -> int:
     housekeeper.start()
     try:
         if args.http:
+            from bot.health import readiness
             from handlers.http_server import make_server
 
-            server = make_server(app, args.host, args.port)
+            server = make_server(app, args.host, args.port, ready=lambda: readiness(services))
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -80,6 +86,10 @@ def run_serve(args: argparse.Namespace) -> int:
             from handlers.socket_mode import start_socket_mode
 
             assert settings.slack.app_token is not None
+            if args.metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(args.metrics_port, addr=args.host)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App, BoltRequest
+
+from bot import metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,11 @@ def make_server(app: App, host: str, port: int, ready: ReadyCheck | None = None)
             if length > MAX_BODY:
                 self._send(413, b"payload too large", "text/plain")
                 return
+            started = time.perf_counter()
             body = self.rfile.read(length).decode("utf-8")
             headers: dict[str, str | Sequence[str]] = {k.lower(): [v] for k, v in self.headers.items()}
             response = app.dispatch(BoltRequest(body=body, query=path.query, headers=headers))
+            metrics.ACK_SECONDS.observe(time.perf_counter() - started)
             payload = (response.body or "").encode("utf-8")
             self.send_response(response.status)
             for name, values in response.headers.items():
@@ -59,6 +65,8 @@ def make_server(app: App, host: str, port: int, ready: ReadyCheck | None = None)
             elif path == "/readyz" and ready is not None:
                 ok, details = ready()
                 self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")
+            elif path == "/metrics":
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, b"not found", "text/plain")
 

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.db import audit
 from bot.db.models import ChangeRequest, ChangeResult, PendingActivation
 from bot.domain.approvals import State, outcome
@@ -104,6 +105,8 @@ class _Collector:
                     self.service._store(self.request, batch)
                 except Exception:
                     log.exception("could not store %d results of change #%s", len(batch), self.request.id)
+                for item in batch:
+                    metrics.INTERFACES_CHANGED.labels(self.request.pool, item.status).inc()
                 self.service._progress(self.request, done, self.total)
             if closed and not batch:
                 return

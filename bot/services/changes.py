@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.db import audit
 from bot.db.models import ChangeApproval, ChangeRequest, ChangeResult, PendingActivation
 from bot.domain import names
@@ -456,6 +457,7 @@ class ChangeService:
             return False
         before = request.state
         session.refresh(request)
+        metrics.CHANGE_TRANSITIONS.labels(new.value).inc()
         audit.record(
             session,
             actor=actor,

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import XenAPI
 
+from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
 from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
@@ -140,9 +141,12 @@ class PoolGateway:
             generation = self._ensure_session()
             try:
                 with self._proxy() as proxy:
-                    return self._invoke(proxy, method, args)
+                    result = self._invoke(proxy, method, args)
+                metrics.XAPI_CALLS.labels(self.name, method, "").inc()
+                return result
             except XenAPI.Failure as failure:
                 details = list(failure.details)
+                metrics.XAPI_CALLS.labels(self.name, method, str(details[0]) if details else "UNKNOWN").inc()
                 if details and details[0] == "HOST_IS_SLAVE" and redirects < _MAX_REDIRECTS:
                     redirects += 1
                     self._follow_master(str(details[1]) if len(details) > 1 else "")
@@ -156,6 +160,7 @@ class PoolGateway:
                     continue
                 raise XapiError(self.name, method, ["XMLRPC_FAULT", fault.faultCode, fault.faultString]) from None
             except _CONNECTION_ERRORS as exc:
+                metrics.XAPI_CALLS.labels(self.name, method, "UNREACHABLE").inc()
                 if not idempotent or attempt >= len(self._retry_delays):
                     raise XapiUnavailable(self.name, _describe(exc)) from None
                 log.info("xapi %s on %s: %s; retrying", method, self.name, _describe(exc))

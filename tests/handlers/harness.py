@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.health import readiness
 from bot.settings import PoolSettings, Settings, SlackSettings
 from bot.wiring import Services, build
 from handlers.app import build_app
@@ -99,7 +100,7 @@ def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
-    server = make_server(app, "127.0.0.1", 0)
+    server = make_server(app, "127.0.0.1", 0, ready=lambda: readiness(services))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
