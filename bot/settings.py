@@ -164,6 +164,24 @@ class SlackSettings(_Strict):
         return value
 
 
+class PolicySettings(_Strict):
+    """Offload policies: where drift goes, and the optional daily compliance summary."""
+
+    watch: bool = True
+    report_channel: str | None = None
+    compliance_channel: str | None = None
+    compliance_hour_utc: int | None = Field(default=None, ge=0, le=23)
+    poll_seconds: float = Field(default=25.0, ge=0.5, le=300)
+    lease_seconds: float = Field(default=60.0, ge=2, le=3600)
+
+    @field_validator("report_channel", "compliance_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+
 class _NamedEnvironment(PydanticBaseSettingsSource):
     """Reads exactly the documented environment names, nothing implicit."""
 
@@ -198,6 +216,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     pools: list[PoolSettings] = Field(default_factory=list)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    policies: PolicySettings = Field(default_factory=PolicySettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -284,6 +303,7 @@ _KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {
     (): [n for n in Settings.model_fields if n != "config_path"],
     ("pools",): list(PoolSettings.model_fields),
     ("slack",): list(SlackSettings.model_fields),
+    ("policies",): list(PolicySettings.model_fields),
 }
 
 

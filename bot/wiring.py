@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,11 +18,14 @@ from bot import db
 from bot.domain.access import AccessPolicy, MembersOf
 from bot.router import CommandRouter
 from bot.routes.changes import ChangeRoutes
+from bot.routes.policies import PolicyRoutes
 from bot.services.apply import ApplyService
 from bot.services.audit import AuditLog
 from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
 from bot.services.messenger import Messenger, NullMessenger
+from bot.services.policies import PolicyService
+from bot.services.watcher import Lease, Watchers
 from bot.settings import Settings
 from bot.xen.gateway import Gateways
 
@@ -46,6 +50,7 @@ class Services:
     changes: ChangeService
     apply: ApplyService
     messenger: Messenger
+    policies: PolicyService
 
     def close(self) -> None:
         self.gateways.close()
@@ -97,4 +102,27 @@ def build(
     inspection.pending_activation = changes.pending_activation
     apply = ApplyService(changes=changes, gateways=gateways, sessions=sessions, messenger=messenger)
     ChangeRoutes(changes, apply).register(router)
-    return Services(settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger)
+    policies = PolicyService(
+        sessions=sessions,
+        changes=changes,
+        apply=apply,
+        messenger=messenger,
+        report_channel=settings.policies.report_channel or settings.slack.approvals_channel,
+    )
+    PolicyRoutes(policies, changes).register(router)
+    return Services(
+        settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger, policies
+    )
+
+
+def watchers(services: Services) -> Watchers:
+    """Event watchers for every pool, sharing this process's identity for the leases."""
+    options = services.settings.policies
+    lease = Lease(services.sessions, services.apply.me, services.changes.clock)
+    return Watchers(
+        services.gateways,
+        services.policies,
+        lease,
+        poll_seconds=options.poll_seconds,
+        lease_ttl=timedelta(seconds=options.lease_seconds),
+    )

@@ -68,8 +68,19 @@ def run_serve(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     from bot.services.housekeeping import Housekeeper
 
-    housekeeper = Housekeeper(services.changes, services.apply)
+    housekeeper = Housekeeper(
+        services.changes,
+        services.apply,
+        policies=services.policies,
+        compliance_channel=settings.policies.compliance_channel,
+        compliance_hour_utc=settings.policies.compliance_hour_utc,
+    )
     housekeeper.start()
+    from bot.wiring import watchers
+
+    pool_watchers = watchers(services)
+    if settings.policies.watch:
+        pool_watchers.start()
     try:
         if args.http:
             from bot.health import readiness
@@ -96,6 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         housekeeper.stop()
+        pool_watchers.stop()
         services.close()
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -243,3 +244,42 @@ class PendingActivation(Base):
     method: Mapped[str] = mapped_column(String(24))
     request_id: Mapped[int] = mapped_column(Integer, ForeignKey("change_request.id"))
     since: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Policy(Base):
+    """A standing offload decision for a pool (see ``bot.domain.policy.PolicySpec``)."""
+
+    __tablename__ = "policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_by: Mapped[str] = mapped_column(String(64))
+    approvers: Mapped[list[str]] = mapped_column(JSONDocument)
+    request_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("change_request.id"))
+    report_channel: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WatcherLease(Base):
+    """Which replica watches a pool's events; taken over when the holder stops renewing it."""
+
+    __tablename__ = "watcher_lease"
+
+    pool: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DriftReport(Base):
+    """Drift already reported, so the same drift is reported once, not at every event."""
+
+    __tablename__ = "drift_report"
+
+    policy_id: Mapped[int] = mapped_column(Integer, ForeignKey("policy.id"), primary_key=True)
+    interface_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    signature: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -376,7 +376,7 @@ _DISCARD_WORD = re.compile(r"\bdiscard(?:s|ed|ing)?\b|\bdrops\b", re.I)
 _DROP_CONTEXT = re.compile(
     r"\b(?:drop|dropped|dropping)\b(?:\W+\w+){0,3}?\W+"
     r"(?:packets?|pkts?|frames?|rx|tx|receive[ds]?|transmit(?:ted|s)?|inbound|outbound|ingress|egress|nic|interfaces?)\b"
-    r"|\b(?:packets?|pkts?|frames?|rx|tx|receive[ds]?|transmit(?:ted|s)?|inbound|outbound|ingress|egress|nic|in|out)"
+    r"|\b(?:packets?|pkts?|frames?|rx|tx|receive[ds]?|transmit(?:ted|s)?|inbound|outbound|ingress|egress|nic)"
     r"(?:\W+\w+){0,2}?\W+(?:drop|dropped|dropping)\b",
     re.I,
 )
@@ -1179,7 +1179,7 @@ def parse_generic(content: MessageContent) -> Alert | None:
     )
 
 
-Parser = Callable[[MessageContent], "Alert | None"]
+Parser = Callable[[MessageContent], Alert | None]
 
 PARSERS: Final[tuple[Parser, ...]] = (
     parse_alertmanager,

@@ -107,7 +107,7 @@ COMMANDS: dict[str, CommandSpec] = {
 }
 
 # Words that take a second word to name the subcommand.
-_GROUPS = {"offload"}
+_GROUPS = {"offload", "policy"}
 
 
 def register(spec: CommandSpec) -> None:

@@ -238,6 +238,8 @@ def apply_summary(
     if any(m in AUTOMATIC_ACTIVATIONS for m in pending):
         buttons.append(button("Activate now (needs approval)", Action.ACTIVATE, str(request.id), "primary"))
     buttons.append(button("Revert (needs approval)", Action.REVERT, str(request.id)))
+    if request.kind == "offload" and request.scope_kind in ("pool", "host") and request.action in ("off", "on"):
+        buttons.append(button("Keep as policy (report drift)", Action.SAVE_POLICY, str(request.id)))
     blocks.append(actions(*buttons, block_id=f"done-{request.id}"))
     if pending:
         blocks.append(context(f"{sum(pending.values())} interface(s) show *pending activation* until then."))

@@ -21,3 +21,5 @@ class Action(StrEnum):
     DISABLE_OFFLOAD = "xenbot_disable_offload"
     SHOW_VIFS = "xenbot_show_vifs"
     MUTE = "xenbot_mute_alerts"
+    SAVE_POLICY = "xenbot_save_policy"
+    POLICY_FIX = "xenbot_policy_fix"

@@ -129,6 +129,8 @@ class ApplyService:
         self.messenger = messenger
         self.clock = clock
         self.me = me or executor_id()
+        # Request kinds whose approval runs something other than interface writes (policies).
+        self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
 
     # -- entry points ---------------------------------------------------------------
 
@@ -140,6 +142,10 @@ class ApplyService:
             return None
         if request.kind == "activate":
             return self._activate(request, actor)
+        if request.kind in self.finishers:
+            if not self._claim(request, (State.APPROVED,), actor):
+                return None
+            return self.finishers[request.kind](request, actor)
         try:
             fresh = self.changes.replan(request)
         except XenError as exc:
@@ -257,6 +263,8 @@ class ApplyService:
         """A request found in ``applying`` with a dead holder: record what is done, do the rest."""
         if not self._claim(request, (State.APPLYING,), "system"):
             return None
+        if request.kind in self.finishers:
+            return self.finishers[request.kind](request, "system")
         plan = Plan.from_json(request.plan)
         with self.sessions() as session:
             done = set(

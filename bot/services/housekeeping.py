@@ -9,18 +9,34 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 
+from bot.db import audit
+from bot.render import policies as render
 from bot.services.apply import ApplyService
 from bot.services.changes import ChangeService
+from bot.services.policies import PolicyService
 
 log = logging.getLogger(__name__)
 
 
 class Housekeeper:
-    def __init__(self, changes: ChangeService, apply: ApplyService, interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        changes: ChangeService,
+        apply: ApplyService,
+        interval: float = 30.0,
+        *,
+        policies: PolicyService | None = None,
+        compliance_channel: str | None = None,
+        compliance_hour_utc: int | None = None,
+    ) -> None:
         self.changes = changes
         self.apply = apply
         self.interval = interval
+        self.policies = policies
+        self.compliance_channel = compliance_channel
+        self.compliance_hour_utc = compliance_hour_utc
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -30,8 +46,31 @@ class Housekeeper:
             resumed = self.apply.recover()
             if expired or resumed:
                 log.info("housekeeping: %d request(s) expired, %d resumed: %s", expired, len(resumed), resumed)
+            self.daily_compliance()
         except Exception:
             log.exception("housekeeping failed")
+
+    def daily_compliance(self) -> bool:
+        """Post the compliance summary once a day at the configured hour (off unless configured)."""
+        if self.policies is None or not self.compliance_channel or self.compliance_hour_utc is None:
+            return False
+        now = self.changes.clock()
+        if now.hour != self.compliance_hour_utc:
+            return False
+        today = now.date().isoformat()
+        with self.changes.sessions.begin() as session:
+            sent = [e for e in audit.recent(session, 20, "policy.compliance_summary") if e.target == today]
+            if sent:
+                return False
+            # Recorded first, in the same transaction that checked: two replicas cannot both post.
+            audit.record(session, actor="system", action="policy.compliance_summary", target=today,
+                         details={"channel": self.compliance_channel})
+        report = self.policies.compliance_report()
+        self.changes.messenger.post(
+            self.compliance_channel, replace(render.compliance_report(report, f"Daily compliance {today}"),
+                                             ephemeral=False)
+        )
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="xenbot-housekeeping", daemon=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.db.models import ChangeRequest
 from bot.health import readiness
 from bot.settings import PoolSettings, Settings, SlackSettings
 from bot.wiring import Services, build
@@ -28,6 +29,34 @@ from handlers.messenger import SlackMessenger
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.slack.signing import block_actions, event_callback, post_signed, slash_command
+
+APPROVALS = "C0APPROVE"
+REQUESTER = "U123"
+LEAD = "U0LEAD"
+
+
+def wait_state(bot: RunningBot, request_id: int, *states: str, timeout: float = 15.0) -> ChangeRequest:
+    deadline = time.monotonic() + timeout
+    while True:
+        with bot.services.sessions() as session:
+            request = session.get(ChangeRequest, request_id)
+            if request is not None and request.state in states:
+                return request
+        if time.monotonic() > deadline:
+            raise AssertionError(f"change #{request_id} is {request.state if request else None}, wanted {states}")
+        time.sleep(0.05)
+
+
+def approval_card(bot: RunningBot, request_id: int) -> dict[str, Any]:
+    posted = bot.fake.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: c.args.get("channel") == APPROVALS and f"Change #{request_id}:" in str(c.args.get("text")),
+    )[-1]
+    return posted.response["message"] | {"ts": posted.response["ts"]}
+
+
+def action_ids(message: dict[str, Any]) -> list[str]:
+    return [e["action_id"] for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
 
 
 @dataclass

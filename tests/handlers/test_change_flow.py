@@ -6,52 +6,24 @@ Runs on SQLite and (with XENBOT_TEST_POSTGRES_URL) on PostgreSQL, against the si
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from bot.db import AuditEvent, verify
-from bot.db.models import ChangeRequest, ChangeResult
+from bot.db.models import ChangeResult
 from bot.render.ids import Action
-from tests.handlers.harness import RunningBot, bot_settings, message_text, running_bot
-
-APPROVALS = "C0APPROVE"
-REQUESTER = "U123"
-LEAD = "U0LEAD"
-
-
-@pytest.fixture
-def change_bot(sim, fake_slack, db_url):
-    settings = bot_settings(
-        {"demo": sim}, fake_slack, db_url, approvers=[LEAD, REQUESTER], approvals_channel=APPROVALS
-    )
-    with running_bot(settings, fake_slack) as bot:
-        yield bot
-
-
-def wait_state(bot: RunningBot, request_id: int, *states: str, timeout: float = 15.0) -> ChangeRequest:
-    deadline = time.monotonic() + timeout
-    while True:
-        with bot.services.sessions() as session:
-            request = session.get(ChangeRequest, request_id)
-            if request is not None and request.state in states:
-                return request
-        if time.monotonic() > deadline:
-            raise AssertionError(f"change #{request_id} is {request.state if request else None}, wanted {states}")
-        time.sleep(0.05)
-
-
-def approval_card(bot: RunningBot, request_id: int) -> dict[str, Any]:
-    posted = bot.fake.wait_for(
-        "chat.postMessage",
-        predicate=lambda c: c.args.get("channel") == APPROVALS and f"Change #{request_id}:" in str(c.args.get("text")),
-    )[-1]
-    return posted.response["message"] | {"ts": posted.response["ts"]}
-
-
-def action_ids(message: dict[str, Any]) -> list[str]:
-    return [e["action_id"] for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+from tests.handlers.harness import (
+    APPROVALS,
+    LEAD,
+    REQUESTER,
+    RunningBot,
+    action_ids,
+    approval_card,
+    bot_settings,
+    message_text,
+    running_bot,
+    wait_state,
+)
 
 
 def vif_of(bot: RunningBot, vm: str, device: str = "0"):
