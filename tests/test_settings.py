@@ -133,3 +133,15 @@ def test_secrets_never_in_repr(tmp_path):
     settings = load_settings(write(tmp_path, GOOD))
     dumped = repr(settings) + str(settings.model_dump())
     assert "hunter2" not in dumped and "xoxb-secret-token" not in dumped
+
+
+def test_example_config_in_deploy_is_valid(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "deploy" / "xenbot.example.toml"
+    secret = tmp_path / "prod.password"
+    secret.write_text("x")
+    text = example.read_text().replace("/etc/xenbot/prod.password", str(secret))
+    settings = load_settings(write(tmp_path, text))
+    assert settings.pools[0].name == "prod" and settings.pools[0].verify_tls
+    assert settings.policies.watch is True
