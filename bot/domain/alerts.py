@@ -374,10 +374,10 @@ def _words(text: str) -> str:
 
 _DISCARD_WORD = re.compile(r"\bdiscard(?:s|ed|ing)?\b|\bdrops\b", re.I)
 _DROP_CONTEXT = re.compile(
-    r"\b(?:drop|dropped|dropping)\b(?:\W+\w+){0,3}?\W+"
+    r"\b(?:drop|dropped|dropping)\b(?:\W{1,5}\w{1,40}){0,3}?\W{1,5}"
     r"(?:packets?|pkts?|frames?|rx|tx|receive[ds]?|transmit(?:ted|s)?|inbound|outbound|ingress|egress|nic|interfaces?)\b"
     r"|\b(?:packets?|pkts?|frames?|rx|tx|receive[ds]?|transmit(?:ted|s)?|inbound|outbound|ingress|egress|nic)"
-    r"(?:\W+\w+){0,2}?\W+(?:drop|dropped|dropping)\b",
+    r"(?:\W{1,5}\w{1,40}){0,2}?\W{1,5}(?:drop|dropped|dropping)\b",
     re.I,
 )
 
@@ -773,7 +773,9 @@ def _build(
 
 # Default template: "[FIRING:1] <group label values> (<other common label values>)"; custom ones often key="value".
 _AM_TITLE = re.compile(r"^\s*\[(?P<state>FIRING|RESOLVED)(?::\d+)?(?:,\s*RESOLVED:\d+)?\]\s*(?P<rest>.*)$", re.I | re.M)
-_AM_LABEL = re.compile(r"(?P<k>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:\"(?P<q>[^\"\n]*)\"|(?P<v>[^\s,()\"]+))")
+_AM_LABEL = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<k>[A-Za-z_][A-Za-z0-9_]{0,60})\s*=\s*(?:\"(?P<q>[^\"\n]{0,500})\"|(?P<v>[^\s,()\"]{1,500}))"
+)
 _AM_TEXT_LABEL = re.compile(r"^\s*[-•*]?\s*\*?(?P<k>[A-Za-z_][\w ]{0,30}?)\s*:\*?\s*`?(?P<v>[^`\n]+?)`?\s*$", re.M)
 _AM_TARGET_KEYS: Final = ("vm", "vm_name", "xen_vm", "domain", "nodename", "hostname", "host", "instance", "target")
 _AM_IFACE_KEYS: Final = ("device", "interface", "ifname", "ifdescr", "ifalias", "nic", "iface")
@@ -856,10 +858,29 @@ _ZBX_TITLE = re.compile(
     r"(?:\s+(?:in|at)\s+[^:\n]{0,60})?\s*:\s*(?P<name>.+)$",
     re.I | re.M,
 )
-_ZBX_HOST = re.compile(r"^(?P<name>.*?)\s*\[(?P<conn>[^\]]*)\]\s*$")
-_ZBX_INTERFACE = re.compile(
-    r"\bInterface\s+(?P<main>[^:\n]+?)(?:\((?P<alias>[^)\n]*(?:\([^)\n]*\)[^)\n]*)*)\))?\s*:", re.I
-)
+
+
+def _zabbix_host(value: str) -> tuple[str, str | None]:
+    """``win2008r2-sql01 [10.0.1.21]`` → name and IP (``{HOST.CONN}`` may also be a DNS name: then no IP)."""
+    value = value.strip()
+    if value.endswith("]") and "[" in value:
+        cut = value.rindex("[")
+        name, conn = value[:cut].strip(), value[cut + 1 : -1].strip()
+        return name or conn, conn if _IP.fullmatch(conn) else None
+    return value, None
+
+
+# Zabbix LLD names: "Interface {#IFNAME}({#IFALIAS}): ..." or "Interface {#IFNAME}: ...".
+_ZBX_INTERFACE = re.compile(r"\bInterface\s+(?P<names>[^:\n]{1,200}):", re.I)
+
+
+def _lld_names(names: str) -> tuple[str, ...]:
+    """``Local Area Connection 2(Citrix PV Ethernet Adapter #1)`` → the alias first, then the name."""
+    names = names.strip()
+    if names.endswith(")") and "(" in names:
+        cut = names.index("(")
+        return names[cut + 1 : -1], names[:cut]
+    return (names,)
 
 
 def parse_zabbix(content: MessageContent) -> Alert | None:
@@ -882,14 +903,7 @@ def parse_zabbix(content: MessageContent) -> Alert | None:
 
     target, target_ip = "", None
     if host_field:
-        host = _ZBX_HOST.match(host_field)
-        if host:
-            target = host.group("name").strip()
-            conn = host.group("conn").strip()
-            target_ip = conn if _IP.fullmatch(conn) else None
-            target = target or conn
-        else:
-            target = host_field.strip()
+        target, target_ip = _zabbix_host(host_field)
     if not target:
         target = find_target(content.text) or ""
     if target_ip is None:
@@ -899,7 +913,7 @@ def parse_zabbix(content: MessageContent) -> Alert | None:
     tag_iface = re.search(r"^\s*(?:interface|ifname|ifalias|nic|device)\s*:\s*(.+?)\s*$", tags, re.I | re.M)
     lld = _ZBX_INTERFACE.search(name)
     interface = _pick_interface(
-        *(lld.group("alias", "main") if lld else ()),
+        *(_lld_names(lld.group("names")) if lld else ()),
         find_interface(name),
         tag_iface.group(1) if tag_iface else None,
         find_interface(content.field_value("Trigger description") or ""),
@@ -924,14 +938,14 @@ def parse_zabbix(content: MessageContent) -> Alert | None:
 
 
 _LNMS_TITLE = re.compile(
-    r"(?:Alert for device (?P<fhost>\S+) - (?P<frule>[^\n]+?)"
-    r"|(?:Device (?P<rhost>\S+) recovered from|Recovery for device (?P<rhost2>\S+) -"
-    r"|Recovered device (?P<rhost3>\S+) -)"
-    r" (?P<rrule>[^\n]+?))"
+    r"(?:Alert for device (?P<fhost>\S{1,255}) - (?P<frule>[^\n]{1,200}?)"
+    r"|(?:Device (?P<rhost>\S{1,255}) recovered from|Recovery for device (?P<rhost2>\S{1,255}) -"
+    r"|Recovered device (?P<rhost3>\S{1,255}) -)"
+    r" (?P<rrule>[^\n]{1,200}?))"
     r"(?:\s+(?:got acknowledged|got worse|got better|Has been acknowledged|Has worsened|Has improved))?\s*$",
     re.I | re.M,
 )
-_LNMS_FAULT = re.compile(r"(?P<k>[A-Za-z][\w]{0,60})\s*=\s*(?P<v>[^;\n]*?)\s*;")
+_LNMS_FAULT = re.compile(r"(?<!\w)(?P<k>[A-Za-z]\w{0,60})\s*=\s*(?P<v>[^;\n]{0,200}?)\s*;")
 
 
 def parse_librenms(content: MessageContent) -> Alert | None:
@@ -970,15 +984,17 @@ def parse_librenms(content: MessageContent) -> Alert | None:
 
 _ICINGA = re.compile(
     r"(?P<type>PROBLEM|RECOVERY|ACKNOWLEDGEMENT|FLAPPINGSTART|FLAPPINGEND|CUSTOM|DOWNTIMESTART|DOWNTIMEEND)\s*[:\-]\s*"
-    r"Service\s+(?P<svc>[^\n]+?)\s+"
+    r"Service\s+(?P<svc>[^\n]{1,200}?)\s+"
     r"(?:transitioned from state (?P<from>\w+) to state (?P<to>\w+)|(?:is|has)\s+(?P<state>\w+))"
-    r"\s+on host\s+(?P<host>[^\s]+?)\.?(?:\s|$)",
+    r"\s+on host\s+(?P<host>\S{1,255}?)\.?(?:\s|$)",
     re.I,
 )
-_ICINGA_FIELDS = re.compile(r"HOST:\s*(?P<host>\S+)\s+SERVICE:\s*(?P<svc>.+?)\s+STATE:\s*(?P<state>\w+)", re.I)
+_ICINGA_FIELDS = re.compile(
+    r"HOST:\s*(?P<host>\S{1,255})\s+SERVICE:\s*(?P<svc>.{1,200}?)\s+STATE:\s*(?P<state>\w{1,20})", re.I
+)
 _NAGIOS = re.compile(
     r"\*\*\s*(?P<type>PROBLEM|RECOVERY|ACKNOWLEDGEMENT|FLAPPINGSTART|FLAPPINGSTOP|CUSTOM|DOWNTIMESTART|DOWNTIMEEND)"
-    r"\s+Service Alert:\s*(?P<host>[^/\s]+)/(?P<svc>[^\n]+?)\s+is\s+(?P<state>\w+)\s*\*\*",
+    r"\s+Service Alert:\s*(?P<host>[^/\s]{1,255})/(?P<svc>[^\n]{1,200}?)\s+is\s+(?P<state>\w{1,20})\s*\*\*",
     re.I,
 )
 _PLUGIN_OUTPUT = re.compile(r"(?:Plugin output|Additional Info|Info|Output)\s*:\s*(?P<out>.+)", re.I | re.S)
@@ -1095,10 +1111,8 @@ _DD_BRACKET = re.compile(
 _DD_PREFIX = re.compile(
     r"^\s*(?P<state>Triggered|Re-Triggered|Recovered|Warn|Re-Warn)\s*:\s*(?:\[P\d\]\s*)?(?P<name>.+)$", re.I | re.M
 )
-_DD_TAG = re.compile(r"(?P<k>[A-Za-z_][\w.\-]*):(?P<v>[^,\s{}()]+)")
-_DD_METRIC = re.compile(
-    r"\b[\w.]*packets?_(?P<dir>in|out)\.(?:drop|dropped|discard\w*)\b|\b[\w.]*(?P<dir2>rx|tx)_drop\w*\b", re.I
-)
+_DD_TAG = re.compile(r"(?<![\w.\-])(?P<k>[A-Za-z_][\w.\-]{0,40}):(?P<v>[^,\s{}()]{1,200})")
+_DD_METRIC = re.compile(r"packets?_(?P<dir>in|out)\.(?:drop|discard)|(?<![A-Za-z0-9])(?P<dir2>rx|tx)_drop", re.I)
 
 
 def parse_datadog(content: MessageContent) -> Alert | None:

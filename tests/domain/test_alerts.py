@@ -6,6 +6,7 @@ xenbot must read from it — or that it must read nothing.
 """
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,7 @@ def test_parse_alert_accepts_flattened_content():
         ("Port Discards In", True),
         ("Free disk space dropped below 10%", False),
         ("Connection dropped by peer", False),
+        ("Process ran out of memory, dropped 3 jobs", False),
         ("CPU utilization is high", False),
         ("HTTP 500 rate above 5%", False),
         ("Link down on eth0", False),
@@ -358,3 +360,16 @@ def test_huge_message_is_cheap_and_safe():
     alert = parse_alert(event)
     assert alert is not None and alert.target == "web01"
     assert len(alert.raw_text) <= 60_000
+
+
+@pytest.mark.parametrize(
+    "piece",
+    ["host:", "10.0.0.1.", "Service ", "HOST: ", "Alert for device x - ", "[", "Interface a(", "x=", "*a:* ", "1,"],
+)
+def test_pathological_repetitions_stay_linear(piece):
+    # Regexes with unbounded captures went quadratic on such input (seconds for 40k characters): keep them bounded.
+    text = "discards on host web01 " + piece * (40_000 // len(piece))
+    event = {"type": "message", "bot_id": "B1", "attachments": [{"title": text[:20_000], "text": text}]}
+    started = time.perf_counter()
+    parse_alert(event)
+    assert time.perf_counter() - started < 1.0
