@@ -172,7 +172,7 @@ def test_pending_activation_says_so_and_recommends_activation(rules):
     ev = evidence(os_name="Ubuntu 22.04.3 LTS", distro="ubuntu", vifs=(vif("0", tx="off", pending=True), vif("1")))
     d = diagnose(ev, rules)
     assert (d.verdict, d.rule_id) == ("change-pending-activation", "offload-change-pending")
-    assert "VIFs pending: 0" in d.explanation
+    assert "pending on VIF 0)" in d.explanation
     assert d.actions[0].code == "activate_pending"
     assert (
         diagnose(evidence(os_name="Ubuntu", recent_change_pending=True), rules).verdict == "change-pending-activation"
