@@ -182,6 +182,21 @@ class PolicySettings(_Strict):
         return value
 
 
+class AlertSettings(_Strict):
+    """Discard-alert diagnosis: operators' own rule files and how long a mute lasts."""
+
+    rules_files: list[Path] = Field(default_factory=list)
+    mute_hours: int = Field(default=168, ge=1, le=24 * 365)
+
+    @field_validator("rules_files")
+    @classmethod
+    def _files_exist(cls, values: list[Path]) -> list[Path]:
+        missing = [str(v) for v in values if not v.is_file()]
+        if missing:
+            raise ValueError(f"rule file(s) {missing} do not exist")
+        return values
+
+
 class _NamedEnvironment(PydanticBaseSettingsSource):
     """Reads exactly the documented environment names, nothing implicit."""
 
@@ -217,6 +232,7 @@ class Settings(BaseSettings):
     pools: list[PoolSettings] = Field(default_factory=list)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     policies: PolicySettings = Field(default_factory=PolicySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -304,6 +320,7 @@ _KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {
     ("pools",): list(PoolSettings.model_fields),
     ("slack",): list(SlackSettings.model_fields),
     ("policies",): list(PolicySettings.model_fields),
+    ("alerts",): list(AlertSettings.model_fields),
 }
 
 

@@ -16,9 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import db
 from bot.domain.access import AccessPolicy, MembersOf
+from bot.domain.diagnosis import load_rules
 from bot.router import CommandRouter
+from bot.routes.alerts import AlertRoutes
 from bot.routes.changes import ChangeRoutes
 from bot.routes.policies import PolicyRoutes
+from bot.services.alerts import AlertService
 from bot.services.apply import ApplyService
 from bot.services.audit import AuditLog
 from bot.services.changes import ChangeService
@@ -51,6 +54,7 @@ class Services:
     apply: ApplyService
     messenger: Messenger
     policies: PolicyService
+    alerts: AlertService
 
     def close(self) -> None:
         self.gateways.close()
@@ -110,8 +114,19 @@ def build(
         report_channel=settings.policies.report_channel or settings.slack.approvals_channel,
     )
     PolicyRoutes(policies, changes).register(router)
+    alerts = AlertService(
+        sessions=sessions,
+        inspection=inspection,
+        changes=changes,
+        messenger=messenger,
+        alert_channels=tuple(settings.slack.alert_channels),
+        rules=load_rules(settings.alerts.rules_files),
+        mute_hours=settings.alerts.mute_hours,
+    )
+    AlertRoutes(alerts, changes).register(router)
     return Services(
-        settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger, policies
+        settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger, policies,
+        alerts,
     )
 
 

@@ -10,7 +10,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
 from bot.wiring import Services
-from handlers import actions, commands
+from handlers import actions, commands, events
 from handlers.middleware import SeenDeliveries, dedupe_events
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def build_app(services: Services, client: WebClient, *, verify_token: bool = Tru
     app.middleware(dedupe_events(SeenDeliveries()))
     commands.register(app, services)
     actions.register(app, services)
+    events.register(app, services)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:

@@ -283,3 +283,53 @@ class DriftReport(Base):
     signature: Mapped[str] = mapped_column(Text)
     label: Mapped[str] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertRecord(Base):
+    """One discard alert (by identity per channel): how it was read, what it is about, the verdict."""
+
+    __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("channel", "identity"), Index(None, "first_seen"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    identity: Mapped[str] = mapped_column(String(255))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    pool: Mapped[str | None] = mapped_column(String(64))
+    vm_uuid: Mapped[str | None] = mapped_column(String(36))
+    vm_name: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[str | None] = mapped_column(String(16))
+    parsed: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    repeats: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertDelivery(Base):
+    """Each Slack event carrying an alert, once: the unique event id stops retries and replicas."""
+
+    __tablename__ = "alert_delivery"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("alert.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # new | repeat | resolved | edit | muted | unresolved
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertMute(Base):
+    """Discard alerts for a VM muted until a time, by someone."""
+
+    __tablename__ = "alert_mute"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool: Mapped[str] = mapped_column(String(64))
+    vm_uuid: Mapped[str] = mapped_column(String(36))
+    vm_name: Mapped[str] = mapped_column(Text)
+    muted_by: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
