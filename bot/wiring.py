@@ -95,15 +95,16 @@ def build(
         command=settings.slack.command,
     )
     messenger = messenger or NullMessenger()
+    live = InspectionService(gateways, max_age=0.0)  # plans, re-plans and diagnoses read live state
     changes = ChangeService(
         sessions=sessions,
-        inspection=inspection,
+        inspection=live,
         access=access,
         members_of=members_of,
         slack=settings.slack,
         messenger=messenger,
     )
-    inspection.pending_activation = changes.pending_activation
+    inspection.pending_activation = live.pending_activation = changes.pending_activation
     apply = ApplyService(changes=changes, gateways=gateways, sessions=sessions, messenger=messenger)
     ChangeRoutes(changes, apply).register(router)
     policies = PolicyService(
@@ -116,7 +117,7 @@ def build(
     PolicyRoutes(policies, changes).register(router)
     alerts = AlertService(
         sessions=sessions,
-        inspection=inspection,
+        inspection=live,
         changes=changes,
         messenger=messenger,
         alert_channels=tuple(settings.slack.alert_channels),

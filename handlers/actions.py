@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.router import Actor
 from bot.wiring import Services
 from handlers.delivery import deliver
+from handlers.work import WorkPool
 
 XENBOT_ACTIONS = re.compile(r"^xenbot_")
 
@@ -20,13 +21,14 @@ def actor_of(body: dict[str, Any]) -> Actor:
     return Actor(user_id=(body.get("user") or {}).get("id", ""), channel_id=channel)
 
 
-def register(app: App, services: Services) -> None:
-    def ack_now(ack: Ack) -> None:
-        ack()
-
+def register(app: App, services: Services, work: WorkPool) -> None:
     def run(body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         actor = actor_of(body)
         reply = services.router.handle_action(actor, action.get("action_id", ""), action.get("value", ""))
         deliver(reply, client=client, respond=respond, channel_id=actor.channel_id, user_id=actor.user_id)
 
-    app.action(XENBOT_ACTIONS)(ack=ack_now, lazy=[run])
+    def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        work.submit(run, body, action, respond, client)
+
+    app.action(XENBOT_ACTIONS)(on_action)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -12,11 +13,14 @@ from slack_sdk import WebClient
 from bot.wiring import Services
 from handlers import actions, commands, events
 from handlers.middleware import SeenDeliveries, dedupe_events
+from handlers.work import WorkPool
 
 log = logging.getLogger(__name__)
 
 
-def build_app(services: Services, client: WebClient, *, verify_token: bool = True) -> App:
+def build_app(
+    services: Services, client: WebClient, *, verify_token: bool = True, work: WorkPool | None = None
+) -> App:
     slack = services.settings.slack
     app = App(
         client=client,
@@ -24,11 +28,14 @@ def build_app(services: Services, client: WebClient, *, verify_token: bool = Tru
         token_verification_enabled=verify_token,
         process_before_response=False,
         ignoring_self_events_enabled=True,
+        # Acks only (see handlers/work.py): many small threads, so a burst never queues behind work.
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt-ack"),
     )
+    work = work or WorkPool()
     app.middleware(dedupe_events(SeenDeliveries()))
-    commands.register(app, services)
-    actions.register(app, services)
-    events.register(app, services)
+    commands.register(app, services, work)
+    actions.register(app, services, work)
+    events.register(app, services, work)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:

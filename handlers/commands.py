@@ -11,18 +11,20 @@ from slack_sdk import WebClient
 from bot.router import Actor
 from bot.wiring import Services
 from handlers.delivery import deliver
+from handlers.work import WorkPool
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services) -> None:
-    def ack_now(ack: Ack) -> None:
-        # Nothing slow before this: Slack gives us 3 seconds, XAPI may take longer.
-        ack()
-
+def register(app: App, services: Services, work: WorkPool) -> None:
     def run(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         actor = Actor(user_id=body.get("user_id", ""), channel_id=body.get("channel_id"))
         reply = services.router.handle(actor, body.get("text", ""))
         deliver(reply, client=client, respond=respond, channel_id=actor.channel_id, user_id=actor.user_id)
 
-    app.command(services.settings.slack.command)(ack=ack_now, lazy=[run])
+    def on_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        # Nothing slow before this: Slack gives us 3 seconds, XAPI may take longer.
+        ack()
+        work.submit(run, body, respond, client)
+
+    app.command(services.settings.slack.command)(on_command)

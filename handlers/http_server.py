@@ -80,9 +80,15 @@ def make_server(app: App, host: str, port: int, ready: ReadyCheck | None = None)
         def log_message(self, format: str, *args: object) -> None:
             log.debug("http %s", format % args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    # The stdlib default backlog of 5 resets connections when Slack (or a load balancer)
+    # opens dozens at once; acks must not fail because the accept queue was short.
+    request_queue_size = 256
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

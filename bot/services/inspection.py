@@ -79,15 +79,24 @@ Scope = Literal["vm", "host", "pool"]
 T = TypeVar("T")
 
 
+# Inspection answers may be this old: a burst of commands shares one read of the pool.
+READ_CACHE_SECONDS = 2.0
+
+
 def _nothing_pending() -> Mapping[str, str]:
     return {}
 
 
 class InspectionService:
     def __init__(
-        self, gateways: Gateways, pending_activation: Callable[[], Mapping[str, str]] = _nothing_pending
+        self,
+        gateways: Gateways,
+        pending_activation: Callable[[], Mapping[str, str]] = _nothing_pending,
+        max_age: float = READ_CACHE_SECONDS,
     ) -> None:
         self.gateways = gateways
+        # How old a pool read may be; 0 for anything that plans a change (always live).
+        self.max_age = max_age
         # Interface uuid → activation still needed (from the change records), shown beside the settings.
         self.pending_activation = pending_activation
 
@@ -96,7 +105,7 @@ class InspectionService:
     def pools(self) -> list[PoolStatus]:
         def status(gateway: PoolGateway) -> PoolStatus:
             try:
-                inventory = gateway.inventory()
+                inventory = gateway.inventory(max_age=self.max_age)
             except XenError as exc:
                 return PoolStatus(gateway.name, gateway.settings.url, None, str(exc))
             return PoolStatus(
@@ -121,7 +130,7 @@ class InspectionService:
 
         def read(gateway: PoolGateway) -> PoolInventory | XenError:
             try:
-                return gateway.inventory()
+                return gateway.inventory(max_age=self.max_age)
             except XenError as exc:
                 return exc
 
@@ -246,7 +255,7 @@ class InspectionService:
                 "host", host.name, inventory.pool, summarise(vifs), summarise(inventory.pifs_of(host))
             )
         gateway = self.gateway(query)
-        inventory = gateway.inventory()
+        inventory = gateway.inventory(max_age=self.max_age)
         return OffloadStatus(
             "pool",
             gateway.name,

@@ -126,6 +126,8 @@ class PoolGateway:
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._executor: ThreadPoolExecutor | None = None
         self._auth_failed_until = 0.0
+        self._inventory_lock = threading.Lock()
+        self._inventory: tuple[float, PoolInventory] | None = None
         self.calls = 0  # XAPI calls made, for benchmarks and metrics
 
     # -- public surface --------------------------------------------------------
@@ -174,8 +176,22 @@ class PoolGateway:
             return [fn(i) for i in materialised]
         return list(self._pool_executor().map(fn, materialised))
 
-    def inventory(self) -> PoolInventory:
-        """The whole pool in one ``get_all_records`` per class, fetched in parallel."""
+    def inventory(self, max_age: float = 0.0) -> PoolInventory:
+        """The whole pool in one ``get_all_records`` per class, fetched in parallel.
+
+        ``max_age`` > 0 accepts a copy read that recently (inspection commands): a burst of
+        ``/xen vifs`` then costs one read, not one per person. Plans always pass 0 (live).
+        Concurrent callers share one fetch.
+        """
+        with self._inventory_lock:
+            cached = self._inventory
+            if cached is not None and max_age > 0 and time.monotonic() - cached[0] <= max_age:
+                return cached[1]
+            inventory = self._read_inventory()
+            self._inventory = (time.monotonic(), inventory)
+            return inventory
+
+    def _read_inventory(self) -> PoolInventory:
         records = dict(
             zip(
                 _INVENTORY_CLASSES,
