@@ -22,7 +22,7 @@ from bot.domain.access import CONSOLE_CHANNEL
 from bot.render.blocks import Reply
 from bot.render.text import Choice, to_text
 from bot.router import Actor, CommandRouter
-from bot.settings import ConfigError, PoolSettings, Settings, SlackSettings, load_settings
+from bot.settings import PoolSettings, Settings, SlackSettings, load_for_command
 
 CONSOLE_USER = "console"
 PROMPT = "xen> "
@@ -144,11 +144,8 @@ class Console:
 def run_console(args: argparse.Namespace) -> int:
     from bot.wiring import build
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config: {problem}", file=sys.stderr)
+    settings = load_for_command(args.config)
+    if settings is None:
         return 2
     _quiet_logging(settings.log_level)
     messenger = ConsoleMessenger(sys.stdout)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -63,14 +62,11 @@ def register(subparsers: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from bot.settings import ConfigError, load_settings
+    from bot.settings import load_for_command
     from bot.wiring import build
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config: {problem}", file=sys.stderr)
+    settings = load_for_command(args.config)
+    if settings is None:
         return 2
     services = build(settings, migrate=False)
     try:

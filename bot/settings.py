@@ -362,3 +362,16 @@ def _location(loc: list[str], data: Mapping[str, Any]) -> str:
             parts.append(item)
             node = node.get(item) if isinstance(node, dict) else None
     return ".".join(parts)
+
+
+def load_for_command(config: str | os.PathLike[str] | None) -> Settings | None:
+    """For CLI commands: the settings, or None after printing each problem (callers exit 2)."""
+    import sys
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        print("xenbot: the configuration has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return None

@@ -9,7 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import Settings, load_for_command
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from handlers.client import web_client
     from handlers.directory import GroupDirectory
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"config: {problem}", file=sys.stderr)
+    settings = load_for_command(args.config)
+    if settings is None:
         return 2
     problems = _requirements(settings, args.http)
     if problems:

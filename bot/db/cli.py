@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.db import audit, migrate
 from bot.db.engine import deferred_engine, make_engine, session_factory
 from bot.db.models import canonical_json
-from bot.settings import ConfigError, load_settings
+from bot.settings import load_for_command
 
 
 def register(subparsers: Any) -> None:
@@ -98,12 +98,8 @@ def _with_engine(run: Callable[[argparse.Namespace, Engine], int]) -> Callable[[
     """Load the settings, open the engine, run, and turn failures into messages and exit codes."""
 
     def wrapper(args: argparse.Namespace) -> int:
-        try:
-            settings = load_settings(args.config)
-        except ConfigError as exc:
-            print("xenbot: the configuration has problems:", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  - {problem}", file=sys.stderr)
+        settings = load_for_command(args.config)
+        if settings is None:
             return 2
         engine = make_engine(settings.database_url)
         try:

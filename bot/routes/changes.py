@@ -12,8 +12,9 @@ from bot.render import changes as render
 from bot.render.blocks import Reply
 from bot.render.ids import Action
 from bot.router import Actor, CommandRouter
+from bot.routes import refused_on_change_error
 from bot.services.apply import ApplyService
-from bot.services.changes import ChangeError, ChangeService, Scope
+from bot.services.changes import ChangeService, Scope
 
 _SCOPES = frozenset({"vm", "host", "pool", "vif", "pif"})
 
@@ -59,9 +60,9 @@ class ChangeRoutes:
             router.add_route(f"offload {action}", self._offload)
         router.add_route("changes", self._list)
         router.add_route("change", self._detail)
-        router.add_route("revert", lambda a, p: self._guard(lambda: self.changes.request_revert(
+        router.add_route("revert", lambda a, p: refused_on_change_error(lambda: self.changes.request_revert(
             a.user_id, a.channel_id, _id(p.args[0], "revert"))))
-        router.add_route("activate", lambda a, p: self._guard(lambda: self.changes.request_activation(
+        router.add_route("activate", lambda a, p: refused_on_change_error(lambda: self.changes.request_activation(
             a.user_id, a.channel_id, _id(p.args[0], "activate"))))
         # Approvers need not be operators; these services check their own rules on every click.
         router.add_action(Action.APPROVE, self._approve, operators_only=False)
@@ -71,16 +72,16 @@ class ChangeRoutes:
         router.add_action(
             Action.CANCEL, lambda a, v: self.changes.cancel(a.user_id, _id(v, "cancel")), operators_only=False
         )
-        router.add_action(Action.REVERT, lambda a, v: self._guard(lambda: self.changes.request_revert(
+        router.add_action(Action.REVERT, lambda a, v: refused_on_change_error(lambda: self.changes.request_revert(
             a.user_id, a.channel_id, _id(v, "revert"))))
-        router.add_action(Action.ACTIVATE, lambda a, v: self._guard(lambda: self.changes.request_activation(
+        router.add_action(Action.ACTIVATE, lambda a, v: refused_on_change_error(lambda: self.changes.request_activation(
             a.user_id, a.channel_id, _id(v, "activate"))))
 
     def _offload(self, actor: Actor, parsed: Parsed) -> Reply:
         scope_key = next(k for k in ("vm", "host", "pool", "vif", "pif") if k in parsed.options)
         scope = Scope(scope_key, parsed.options[scope_key])  # type: ignore[arg-type]
         action = parsed.name.split()[1]
-        return self._guard(
+        return refused_on_change_error(
             lambda: self.changes.request(
                 requester=actor.user_id,
                 channel=actor.channel_id,
@@ -105,9 +106,3 @@ class ChangeRoutes:
     def _detail(self, actor: Actor, parsed: Parsed) -> Reply:
         return render.change_detail(*self.changes.detail(_id(parsed.args[0], "change")))
 
-    @staticmethod
-    def _guard(run: object) -> Reply:
-        try:
-            return run()  # type: ignore[operator, no-any-return]
-        except ChangeError as exc:
-            return render.refusal(str(exc))

@@ -7,7 +7,8 @@ from bot.render import policies as render
 from bot.render.blocks import Reply
 from bot.render.ids import Action
 from bot.router import Actor, CommandRouter
-from bot.services.changes import ChangeError, ChangeService, Scope
+from bot.routes import refused_on_change_error
+from bot.services.changes import ChangeService, Scope
 from bot.services.policies import PolicyService, policy_spec_from
 
 register(
@@ -48,7 +49,7 @@ class PolicyRoutes:
         router.add_route("policy set", self._set)
         router.add_route("policy list", lambda a, p: render.policy_list(self.policies.all()))
         router.add_route("policy show", lambda a, p: render.policy_detail(*self.policies.show(_id(p.args[0]))))
-        router.add_route("policy remove", lambda a, p: self._guard(
+        router.add_route("policy remove", lambda a, p: refused_on_change_error(
             lambda: self.policies.request_remove(a.user_id, a.channel_id, _id(p.args[0]))))
         router.add_route("compliance", lambda a, p: render.compliance_report(
             self.policies.compliance_report(p.options.get("pool"))))
@@ -67,7 +68,7 @@ class PolicyRoutes:
             raise UsageError("action= is `off` or `on`", parsed.spec)
         pool = self.changes.inspection.gateway(options["pool"]).name
         spec = policy_spec_from({**options, "pool": pool}, target)
-        return self._guard(lambda: self.policies.request_set(actor.user_id, actor.channel_id, spec))
+        return refused_on_change_error(lambda: self.policies.request_set(actor.user_id, actor.channel_id, spec))
 
     def _fix(self, actor: Actor, value: str) -> Reply:
         """The drift message's button: an ordinary change request for that VM (or host) and policy."""
@@ -75,7 +76,7 @@ class PolicyRoutes:
         row = self.policies._policy(_id(policy_text))
         spec = row.spec
         scope = Scope("vm" if spec["target"] == "vifs" else "host", owner, row.pool)
-        return self._guard(
+        return refused_on_change_error(
             lambda: self.changes.request(
                 requester=actor.user_id,
                 channel=actor.channel_id,
@@ -86,9 +87,3 @@ class PolicyRoutes:
             )
         )
 
-    @staticmethod
-    def _guard(run: object) -> Reply:
-        try:
-            return run()  # type: ignore[operator, no-any-return]
-        except ChangeError as exc:
-            return render.refusal(str(exc))
