@@ -211,7 +211,16 @@ class ChangeService:
             return
         approvals = self._approvers_of(request.id)
         reply = render.approval_message(request, plan, approvals, self.slack.required_approvals, note)
-        ts = self.messenger.post(channel, reply)
+        try:
+            ts = self.messenger.post(channel, reply)
+        except Exception as exc:
+            # The request is stored and stays pending; the requester is told why no card appeared.
+            log.exception("could not post change #%s for approval in %s", request.id, channel)
+            raise ChangeError(
+                f"change #{request.id} is recorded, but its approval card could not be posted in <#{channel}> "
+                f"({type(exc).__name__}: {exc}). It stays pending; try `/xen change {request.id}` later or ask "
+                "an admin to check xenbot's Slack token and channel membership."
+            ) from exc
         if ts:
             with self.sessions.begin() as session:
                 session.execute(
