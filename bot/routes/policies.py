@@ -73,7 +73,7 @@ class PolicyRoutes:
     def _fix(self, actor: Actor, value: str) -> Reply:
         """The drift message's button: an ordinary change request for that VM (or host) and policy."""
         policy_text, _, owner = value.partition(":")
-        row = self.policies._policy(_id(policy_text))
+        row = self.policies.active_policy(_id(policy_text))
         spec = row.spec
         scope = Scope("vm" if spec["target"] == "vifs" else "host", owner, row.pool)
         return refused_on_change_error(

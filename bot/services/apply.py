@@ -150,7 +150,7 @@ class ApplyService:
             fresh = self.changes.replan(request)
         except XenError as exc:
             # Nothing was written; the approval stands and recover() will try again.
-            self._post(request, render.apply_postponed(request, str(exc)))
+            self.post_in_thread(request, render.apply_postponed(request, str(exc)))
             log.warning("change #%s postponed: %s", request.id, exc)
             return State.APPROVED
         if fresh.content_hash != request.plan_hash:
@@ -213,12 +213,12 @@ class ApplyService:
         with self.sessions.begin() as session:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
-            if not self.changes._cas(session, row, (State.APPROVED,), State.STALE, "system"):
+            if not self.changes.transition(session, row, (State.APPROVED,), State.STALE, "system"):
                 return None
-        self.changes._refresh_message(request.id)
+        self.changes.refresh_message(request.id)
         old = Plan.from_json(request.plan)
         if fresh.interfaces:
-            new = self.changes._create(
+            new = self.changes.create_request(
                 kind=request.kind,
                 plan=fresh,
                 requester=request.requester,
@@ -227,9 +227,9 @@ class ApplyService:
                 scope_target=request.plan.get("scope_target", request.scope_label),
                 parent_id=request.id,
             )
-            self.changes._post_for_approval(new, fresh, note=render.stale_note(request, old, fresh))
+            self.changes.post_for_approval(new, fresh, note=render.stale_note(request, old, fresh))
         else:
-            self._post(request, render.stale_nothing_left(request))
+            self.post_in_thread(request, render.stale_nothing_left(request))
         return State.STALE
 
     # -- applying -------------------------------------------------------------------
@@ -275,7 +275,7 @@ class ApplyService:
         try:
             inventory = gateway.inventory()
         except XenError as exc:
-            self._post(request, render.apply_postponed(request, str(exc)))
+            self.post_in_thread(request, render.apply_postponed(request, str(exc)))
             return State.APPLYING
         to_write: list[InterfacePlan] = []
         found: list[Outcome] = []
@@ -293,7 +293,7 @@ class ApplyService:
                 found.append(self._outcome(item, "failed", values, "changed by someone else while xenbot was down"))
         if found:
             self._store(request, found)
-        self._post(request, render.resumed(request, len(done), len(found), len(to_write)))
+        self.post_in_thread(request, render.resumed(request, len(done), len(found), len(to_write)))
         return self._apply(request, to_write, resumed=True)
 
     @staticmethod
@@ -310,16 +310,16 @@ class ApplyService:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
             summary = {"counts": dict(counts), "resumed": resumed}
-            if not self.changes._cas(session, row, (State.APPLYING,), final, "system", summary=summary):
+            if not self.changes.transition(session, row, (State.APPLYING,), final, "system", summary=summary):
                 log.warning("change #%s was finished by someone else", request.id)
             failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
             activation = Counter(r.activation for r in results if r.status == "applied")
             kind = row.kind
-        self.changes._refresh_message(request.id)
+        self.changes.refresh_message(request.id)
         if kind == "activate":
-            self._post(request, render.activation_summary(request, final, counts, failures))
+            self.post_in_thread(request, render.activation_summary(request, final, counts, failures))
         else:
-            self._post(request, render.apply_summary(request, final, counts, failures, activation))
+            self.post_in_thread(request, render.apply_summary(request, final, counts, failures, activation))
         return final
 
     # -- activation -------------------------------------------------------------------
@@ -467,7 +467,7 @@ class ApplyService:
             except Exception:
                 log.exception("could not post progress of change #%s", request.id)
 
-    def _post(self, request: ChangeRequest, reply: Any) -> None:
+    def post_in_thread(self, request: ChangeRequest, reply: Any) -> None:
         channel = request.message_channel or request.channel
         if not channel:
             return

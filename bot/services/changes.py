@@ -139,7 +139,7 @@ class ChangeService:
         plan = self.plan(action, modes, scope)
         if not plan.interfaces:
             return render.nothing_to_do(plan)
-        request = self._create(
+        request = self.create_request(
             kind="offload",
             plan=plan,
             requester=requester,
@@ -147,10 +147,10 @@ class ChangeService:
             reason=reason,
             scope_target=scope.target,
         )
-        self._post_for_approval(request, plan)
+        self.post_for_approval(request, plan)
         return render.request_posted(request, plan)
 
-    def _create(
+    def create_request(
         self,
         *,
         kind: str,
@@ -205,11 +205,11 @@ class ChangeService:
             )
         return request
 
-    def _post_for_approval(self, request: ChangeRequest, plan: Plan, note: str | None = None) -> None:
+    def post_for_approval(self, request: ChangeRequest, plan: Plan, note: str | None = None) -> None:
         channel = self.slack.approvals_channel or request.channel
         if not channel:
             return
-        approvals = self._approvers_of(request.id)
+        approvals = self.approvers_of(request.id)
         reply = render.approval_message(request, plan, approvals, self.slack.required_approvals, note)
         try:
             ts = self.messenger.post(channel, reply)
@@ -244,7 +244,7 @@ class ChangeService:
                 expired = True
             else:
                 expired = False
-                so_far = self._approvers_of(request.id, session)
+                so_far = self.approvers_of(request.id, session)
                 check = check_approval(
                     policy=self.access,
                     members_of=self.members_of,
@@ -273,10 +273,10 @@ class ChangeService:
                     if check.complete:
                         self._transition(session, request, State.PENDING, State.APPROVED, approver)
         if expired:
-            self._refresh_message(request_id)
+            self.refresh_message(request_id)
         if refused:
             return render.refusal(f"Not approved: {refused}."), False
-        self._refresh_message(request_id)
+        self.refresh_message(request_id)
         approved = State(request.state) is State.APPROVED
         return render.approval_recorded(request, approved), approved
 
@@ -304,12 +304,12 @@ class ChangeService:
             if not allowed:
                 self._refuse(session, user, request, verb, reason)
                 refused = reason
-            elif not self._cas(session, request, (State.PENDING, State.APPROVED), new, user):
+            elif not self.transition(session, request, (State.PENDING, State.APPROVED), new, user):
                 refused = f"this request is already {State(request.state).label}"
                 self._refuse(session, user, request, verb, refused)
             else:
                 refused = ""
-        self._refresh_message(request_id)
+        self.refresh_message(request_id)
         if refused:
             return render.refusal(f"Not {verb}ed: {refused}.")
         return render.closed(request_id, new, user)
@@ -325,7 +325,7 @@ class ChangeService:
                 self._expire(session, request, now)
             ids = [r.id for r in overdue]
         for request_id in ids:
-            self._refresh_message(request_id)
+            self.refresh_message(request_id)
         return len(ids)
 
     # -- revert and activation requests -------------------------------------------------
@@ -342,7 +342,7 @@ class ChangeService:
         plan = plan_restore(inventory, previous, f"revert of #{request_id} ({original.scope_label})")
         if not plan.interfaces:
             return render.nothing_to_do(plan)
-        request = self._create(
+        request = self.create_request(
             kind="revert",
             plan=plan,
             requester=requester,
@@ -351,7 +351,7 @@ class ChangeService:
             scope_target=original.pool,
             parent_id=request_id,
         )
-        self._post_for_approval(request, plan)
+        self.post_for_approval(request, plan)
         return render.request_posted(request, plan)
 
     def request_activation(self, requester: str, channel: str | None, request_id: int) -> Reply:
@@ -364,7 +364,7 @@ class ChangeService:
         plan = self._activation_plan(original, pending, inventory)
         if not plan.interfaces:
             raise ChangeError(f"change #{request_id} has nothing that xenbot can activate now")
-        request = self._create(
+        request = self.create_request(
             kind="activate",
             plan=plan,
             requester=requester,
@@ -373,7 +373,7 @@ class ChangeService:
             scope_target=original.pool,
             parent_id=request_id,
         )
-        self._post_for_approval(request, plan, note=render.ACTIVATION_WARNING)
+        self.post_for_approval(request, plan, note=render.ACTIVATION_WARNING)
         return render.request_posted(request, plan)
 
     def _activation_plan(
@@ -405,7 +405,7 @@ class ChangeService:
     def recent(self, limit: int = 10) -> list[tuple[ChangeRequest, list[str]]]:
         with self.sessions() as session:
             requests = session.scalars(select(ChangeRequest).order_by(ChangeRequest.id.desc()).limit(limit)).all()
-            return [(r, self._approvers_of(r.id, session)) for r in requests]
+            return [(r, self.approvers_of(r.id, session)) for r in requests]
 
     def detail(self, request_id: int) -> tuple[ChangeRequest, list[str], list[ChangeResult]]:
         with self.sessions() as session:
@@ -413,7 +413,7 @@ class ChangeService:
             results = session.scalars(
                 select(ChangeResult).where(ChangeResult.request_id == request_id).order_by(ChangeResult.label)
             ).all()
-            return request, self._approvers_of(request_id, session), list(results)
+            return request, self.approvers_of(request_id, session), list(results)
 
     def pending_activation(self) -> dict[str, str]:
         """Interface uuid → the activation it still needs; shown by the inspection commands."""
@@ -429,10 +429,10 @@ class ChangeService:
             raise names.NotFound("change request", f"#{request_id}", [f"#{latest}"] if latest else [])
         return request
 
-    def _approvers_of(self, request_id: int, session: Session | None = None) -> list[str]:
+    def approvers_of(self, request_id: int, session: Session | None = None) -> list[str]:
         if session is None:
             with self.sessions() as own:
-                return self._approvers_of(request_id, own)
+                return self.approvers_of(request_id, own)
         return list(
             session.scalars(
                 select(ChangeApproval.approver)
@@ -448,7 +448,7 @@ class ChangeService:
             ).all()
             return {r.interface_uuid: dict(r.before) for r in results}
 
-    def _cas(
+    def transition(
         self, session: Session, request: ChangeRequest, expected: Sequence[State], new: State, actor: str, **values: Any
     ) -> bool:
         """Compare-and-set on the state column; False when someone else moved it first."""
@@ -477,11 +477,11 @@ class ChangeService:
         return True
 
     def _transition(self, session: Session, request: ChangeRequest, old: State, new: State, actor: str) -> None:
-        if not self._cas(session, request, (old,), new, actor):
+        if not self.transition(session, request, (old,), new, actor):
             log.info("change #%s moved on before %s -> %s", request.id, old, new)
 
     def _expire(self, session: Session, request: ChangeRequest, now: datetime) -> None:
-        self._cas(session, request, (State.PENDING,), State.EXPIRED, "system")
+        self.transition(session, request, (State.PENDING,), State.EXPIRED, "system")
 
     def _refuse(self, session: Session, user: str, request: ChangeRequest, verb: str, reason: str) -> None:
         audit.record(
@@ -492,11 +492,11 @@ class ChangeService:
             details={"reason": reason, "state": request.state},
         )
 
-    def _refresh_message(self, request_id: int) -> None:
+    def refresh_message(self, request_id: int) -> None:
         """Re-render the approval message from the database: state, approvers, and live buttons."""
         with self.sessions() as session:
             request = self._load(session, request_id)
-            approvers = self._approvers_of(request_id, session)
+            approvers = self.approvers_of(request_id, session)
         if request.message_channel and request.message_ts:
             plan = Plan.from_json(request.plan)
             reply = render.approval_message(request, plan, approvers, self.slack.required_approvals)

@@ -68,7 +68,7 @@ class PolicyService:
         now = compliance(0, spec, inventory)
         note = f"Policy: {spec.describe()}. Today {now.complying} interfaces comply, {len(now.drifting)} differ."
         plan = Plan(spec.action, modes, spec.pool, "pool", f"policy for {spec.target}", (), 0, (note,))
-        request = self.changes._create(
+        request = self.changes.create_request(
             kind="policy",
             plan=plan,
             requester=requester,
@@ -80,15 +80,15 @@ class PolicyService:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
             row.plan = {**row.plan, "policy": asdict(spec)}
-        self.changes._post_for_approval(request, plan)
+        self.changes.post_for_approval(request, plan)
         return render.policy_requested(request.id, spec)
 
     def request_remove(self, requester: str, channel: str | None, policy_id: int) -> Reply:
-        row = self._policy(policy_id)
+        row = self.active_policy(policy_id)
         spec = spec_of(row)
         plan = Plan(spec.action, spec.modes, spec.pool, "pool", f"remove policy #{policy_id}", (), 0,
                     (f"Remove policy #{policy_id}: {spec.describe()}",))
-        request = self.changes._create(
+        request = self.changes.create_request(
             kind="policy-remove",
             plan=plan,
             requester=requester,
@@ -100,7 +100,7 @@ class PolicyService:
             stored = session.get(ChangeRequest, request.id)
             assert stored is not None
             stored.plan = {**stored.plan, "policy_id": policy_id}
-        self.changes._post_for_approval(request, plan)
+        self.changes.post_for_approval(request, plan)
         return render.policy_requested(request.id, spec, removal_of=policy_id)
 
     def save_from_change(self, user: str, request_id: int, mode: str = "report") -> Reply:
@@ -133,10 +133,10 @@ class PolicyService:
 
     def _finish_set(self, request: ChangeRequest, actor: str) -> State:
         spec = PolicySpec.from_json(request.plan["policy"])
-        approvers = self.changes._approvers_of(request.id)
+        approvers = self.changes.approvers_of(request.id)
         policy = self._create_policy(spec, request.requester, approvers, request.id)
         self._close(request, State.APPLIED)
-        self._post(request, render.policy_active(policy, spec))
+        self.post_in_thread(request, render.policy_active(policy, spec))
         return State.APPLIED
 
     def _finish_remove(self, request: ChangeRequest, actor: str) -> State:
@@ -153,7 +153,7 @@ class PolicyService:
                              details={"request": request.id})
                 outcome = State.APPLIED
         self._close(request, outcome)
-        self._post(request, render.policy_removed(policy_id, outcome))
+        self.post_in_thread(request, render.policy_removed(policy_id, outcome))
         return outcome
 
     def _create_policy(self, spec: PolicySpec, creator: str, approvers: Sequence[str], request_id: int) -> Policy:
@@ -179,15 +179,15 @@ class PolicyService:
             )
         return row
 
-    def _post(self, request: ChangeRequest, reply: Reply) -> None:
-        self.apply._post(request, reply)
+    def post_in_thread(self, request: ChangeRequest, reply: Reply) -> None:
+        self.apply.post_in_thread(request, reply)
 
     def _close(self, request: ChangeRequest, outcome: State) -> None:
         with self.sessions.begin() as session:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
-            self.changes._cas(session, row, (State.APPLYING,), outcome, "system")
-        self.changes._refresh_message(request.id)
+            self.changes.transition(session, row, (State.APPLYING,), outcome, "system")
+        self.changes.refresh_message(request.id)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class PolicyService:
         with self.sessions() as session:
             return list(session.scalars(select(Policy).order_by(Policy.id)))
 
-    def _policy(self, policy_id: int) -> Policy:
+    def active_policy(self, policy_id: int) -> Policy:
         with self.sessions() as session:
             row = session.get(Policy, policy_id)
         if row is None or not row.active:
@@ -211,7 +211,7 @@ class PolicyService:
         return row
 
     def show(self, policy_id: int) -> tuple[Policy, Compliance]:
-        row = self._policy(policy_id)
+        row = self.active_policy(policy_id)
         inventory = self.changes.inspection.gateway(row.pool).inventory()
         return row, compliance(row.id, spec_of(row), inventory, self.changes.pending_activation())
 
@@ -344,7 +344,7 @@ class PolicyService:
                 self.messenger.post(channel, render.enforced(row.id, spec, plan, request_id, final))
 
     def _pre_approved(self, row: Policy, plan: Plan, target: str) -> int:
-        request = self.changes._create(
+        request = self.changes.create_request(
             kind="offload",
             plan=plan,
             requester=f"policy:{row.id}",
@@ -358,7 +358,7 @@ class PolicyService:
             assert stored is not None
             for approver in row.approvers or [row.created_by]:
                 session.add(ChangeApproval(request_id=request.id, approver=approver, at=now))
-            self.changes._cas(session, stored, (State.PENDING,), State.APPROVED, f"policy:{row.id}")
+            self.changes.transition(session, stored, (State.PENDING,), State.APPROVED, f"policy:{row.id}")
         return request.id
 
 
