@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot import logs, metrics
+from bot.db.retry import is_transient
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
 from bot.domain.commands import CommandSpec, Parsed, UsageError, parse
@@ -148,7 +149,15 @@ class CommandRouter:
                 outcome = "xapi_error"
                 log.warning("%s: %s", what, exc)
                 return render.render_error(f"XAPI on pool {exc.pool} refused: {exc.short}", reference)
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):
+                    outcome = "database_unavailable"
+                    log.warning("%s: database unreachable: %s", what, exc)
+                    return render.render_error(
+                        "xenbot's database is not answering, so this may not have been recorded. "
+                        "Try again in a minute; repeating a command or a click is safe.",
+                        reference,
+                    )
                 outcome = "error"
                 log.exception("%s failed", what)
                 return render.render_error(

@@ -110,6 +110,8 @@ class SlackSettings(_Strict):
     app_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     api_url: str | None = None
+    # Per Web API call; a call that times out is retried once (Slack may then show a message twice).
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     command: str = "/xen"
     operators: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
@@ -228,6 +230,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     database_url: str = DEFAULT_DATABASE_URL
+    # How long an apply keeps its results in memory for an unreachable database (restart,
+    # failover) before giving them up to whoever resumes the request.
+    database_outage_seconds: float = Field(default=300.0, ge=1, le=3600)
     log_level: str = "INFO"
     pools: list[PoolSettings] = Field(default_factory=list)
     slack: SlackSettings = Field(default_factory=SlackSettings)

@@ -105,7 +105,13 @@ def build(
         messenger=messenger,
     )
     inspection.pending_activation = live.pending_activation = changes.pending_activation
-    apply = ApplyService(changes=changes, gateways=gateways, sessions=sessions, messenger=messenger)
+    apply = ApplyService(
+        changes=changes,
+        gateways=gateways,
+        sessions=sessions,
+        messenger=messenger,
+        outage_patience=settings.database_outage_seconds,
+    )
     ChangeRoutes(changes, apply).register(router)
     policies = PolicyService(
         sessions=sessions,

@@ -180,6 +180,20 @@ def apply_postponed(request: RequestLike, reason: str) -> Reply:
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
 
 
+def recording_delayed(request: RequestLike, reason: str, patience: float) -> Reply:
+    text = (
+        f"Change #{request.id}: xenbot's database is unreachable ({reason}). The pool writes go on; their "
+        f"results are kept in memory and stored as soon as the database answers (xenbot waits up to "
+        f"{patience:.0f} s). Nothing will be written twice."
+    )
+    return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
+
+
+def recording_resumed(request: RequestLike, seconds: float) -> Reply:
+    text = f"Change #{request.id}: the database answers again after {seconds:.0f} s; the delayed results are stored."
+    return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))], ephemeral=False)
+
+
 def stale_note(request: RequestLike, old: Plan, fresh: Plan) -> str:
     old_ids = {i.uuid: i for i in old.interfaces}
     new_ids = {i.uuid: i for i in fresh.interfaces}

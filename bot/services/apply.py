@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import metrics
 from bot.db import audit
 from bot.db.models import ChangeRequest, ChangeResult, PendingActivation
+from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
 from bot.domain.changes import NOTHING_TO_ACTIVATE, InterfacePlan, Plan
 from bot.domain.model import PoolInventory, Vif
@@ -64,15 +66,29 @@ class Outcome:
     owner_uuid: str = ""
 
 
+class ClaimLost(Exception):
+    """Another replica took the request over (this one looked dead, e.g. during a long database outage)."""
+
+
 class _Collector:
     """Takes outcomes from the XAPI workers and stores them in batches on a thread of its own,
-    so no worker ever waits on the database while it could be writing to XAPI."""
+    so no worker ever waits on the database while it could be writing to XAPI.
+
+    When the database is unreachable the batch stays in memory and is retried (up to the
+    service's ``outage_patience``) while the workers go on; people are told once when
+    recording stalls and once when it resumes. If another replica has taken the request
+    over meanwhile, ``lost`` is set and the workers stop writing: the new holder re-reads
+    live state and records what this one did, so nothing is written twice.
+    """
 
     def __init__(self, service: ApplyService, request: ChangeRequest, total: int) -> None:
         self.service = service
         self.request = request
         self.total = total
         self.done = 0
+        self.lost = False
+        self.unstored = 0
+        self._outage_since: float | None = None
         self._pending: list[Outcome] = []
         self._closed = False
         self._cond = threading.Condition()
@@ -100,16 +116,39 @@ class _Collector:
                     self._cond.wait(FLUSH_SECONDS)
                 batch, self._pending = self._pending, []
                 done, closed = self.done, self._closed
-            if batch:
-                try:
-                    self.service._store(self.request, batch)
-                except Exception:
-                    log.exception("could not store %d results of change #%s", len(batch), self.request.id)
+            if batch and not self.lost:
+                self._store(batch)
                 for item in batch:
                     metrics.INTERFACES_CHANGED.labels(self.request.pool, item.status).inc()
                 self.service._progress(self.request, done, self.total)
             if closed and not batch:
                 return
+
+    def _store(self, batch: list[Outcome]) -> None:
+        service, request = self.service, self.request
+        try:
+            patiently(lambda: service._store(request, batch), patience=service.outage_patience,
+                      on_outage=self._outage)
+        except ClaimLost:
+            self.lost = True
+            log.warning("change #%s was taken over by another replica; stopping here", request.id)
+            return
+        except Exception:
+            # Not lost for good: the request stays ``applying`` with a stale heartbeat, and whoever
+            # resumes it re-reads these interfaces from XAPI and records them.
+            self.unstored += len(batch)
+            log.exception("could not store %d results of change #%s", len(batch), request.id)
+            return
+        if self._outage_since is not None:
+            seconds, self._outage_since = time.monotonic() - self._outage_since, None
+            service.post_in_thread(request, render.recording_resumed(request, seconds))
+
+    def _outage(self, exc: BaseException) -> None:
+        self._outage_since = time.monotonic()
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        self.service.post_in_thread(
+            self.request, render.recording_delayed(self.request, reason, self.service.outage_patience)
+        )
 
 
 class ApplyService:
@@ -122,6 +161,7 @@ class ApplyService:
         messenger: Messenger,
         clock: Callable[[], datetime] = utcnow,
         me: str | None = None,
+        outage_patience: float = 300.0,
     ) -> None:
         self.changes = changes
         self.gateways = gateways
@@ -129,6 +169,8 @@ class ApplyService:
         self.messenger = messenger
         self.clock = clock
         self.me = me or executor_id()
+        # How long results wait in memory for an unreachable database before xenbot gives up on them.
+        self.outage_patience = outage_patience
         # Request kinds whose approval runs something other than interface writes (policies).
         self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
 
@@ -234,15 +276,24 @@ class ApplyService:
 
     # -- applying -------------------------------------------------------------------
 
-    def _apply(self, request: ChangeRequest, interfaces: Iterable[InterfacePlan], *, resumed: bool) -> State:
+    def _apply(
+        self, request: ChangeRequest, interfaces: Iterable[InterfacePlan], *, resumed: bool
+    ) -> State | None:
         items = list(interfaces)
         gateway = self.gateways.get(request.pool)
         collector = _Collector(self, request, total=len(items))
         self._progress(request, 0, len(items))
+
+        def one(item: InterfacePlan) -> None:
+            if not collector.lost:
+                collector.add(self._apply_one(gateway, item))
+
         try:
-            gateway.map(lambda item: collector.add(self._apply_one(gateway, item)), items)
+            gateway.map(one, items)
         finally:
             collector.close()
+        if collector.lost:
+            return None
         return self._finish(request, resumed)
 
     def _apply_one(self, gateway: PoolGateway, item: InterfacePlan) -> Outcome:
@@ -301,6 +352,20 @@ class ApplyService:
         return Outcome(item.uuid, item.label, item.kind, status, item.previous(), after, error, item.activation)
 
     def _finish(self, request: ChangeRequest, resumed: bool) -> State:
+        final, counts, failures, activation, kind = patiently(
+            lambda: self._close(request, resumed), patience=self.outage_patience
+        )
+        self.changes.refresh_message(request.id)
+        if kind == "activate":
+            self.post_in_thread(request, render.activation_summary(request, final, counts, failures))
+        else:
+            self.post_in_thread(request, render.apply_summary(request, final, counts, failures, activation))
+        return final
+
+    def _close(
+        self, request: ChangeRequest, resumed: bool
+    ) -> tuple[State, Counter[str], list[tuple[str, str]], Counter[str], str]:
+        """Move ``applying`` to its outcome; safe to run twice (the second finds it already moved)."""
         with self.sessions.begin() as session:
             results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request.id)).all()
             counts = Counter(r.status for r in results)
@@ -314,13 +379,7 @@ class ApplyService:
                 log.warning("change #%s was finished by someone else", request.id)
             failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
             activation = Counter(r.activation for r in results if r.status == "applied")
-            kind = row.kind
-        self.changes.refresh_message(request.id)
-        if kind == "activate":
-            self.post_in_thread(request, render.activation_summary(request, final, counts, failures))
-        else:
-            self.post_in_thread(request, render.apply_summary(request, final, counts, failures, activation))
-        return final
+            return final, counts, failures, activation, row.kind
 
     # -- activation -------------------------------------------------------------------
 
@@ -356,7 +415,7 @@ class ApplyService:
             gateway.map(vm, list(by_vm.values()))
         finally:
             collector.close()
-        return self._finish(request, resumed=False)
+        return None if collector.lost else self._finish(request, resumed=False)
 
     def _activate_one(self, gateway: PoolGateway, inventory: PoolInventory, item: InterfacePlan) -> Outcome:
         iface = inventory.interface(item.uuid)
@@ -389,11 +448,34 @@ class ApplyService:
     # -- storage and messages -------------------------------------------------------------
 
     def _store(self, request: ChangeRequest, batch: list[Outcome]) -> None:
-        """One transaction per batch: results, pending activations, heartbeat and one audit row."""
+        """One transaction per batch: results, pending activations, heartbeat and one audit row.
+
+        Safe to run again after a connection died around the commit: interfaces already
+        stored for this request are skipped. Raises :class:`ClaimLost` when this replica no
+        longer holds the request (nothing is stored then)."""
         now = self.clock()
-        pending = [i for i in batch if i.status == "applied" and i.activation not in NOTHING_TO_ACTIVATE]
-        activated = [i.uuid for i in batch if i.status == "activated"]
         with self.sessions.begin() as session:
+            # First, so the request row is locked for the rest of the transaction (PostgreSQL).
+            held = session.execute(
+                update(ChangeRequest)
+                .where(ChangeRequest.id == request.id, ChangeRequest.executor == self.me)
+                .values(heartbeat_at=now)
+            )
+            if held.rowcount != 1:  # type: ignore[attr-defined]
+                raise ClaimLost(request.id)
+            stored = set(
+                session.scalars(
+                    select(ChangeResult.interface_uuid).where(
+                        ChangeResult.request_id == request.id,
+                        ChangeResult.interface_uuid.in_([i.uuid for i in batch]),
+                    )
+                )
+            )
+            batch = [i for i in batch if i.uuid not in stored]
+            if not batch:
+                return
+            pending = [i for i in batch if i.status == "applied" and i.activation not in NOTHING_TO_ACTIVATE]
+            activated = [i.uuid for i in batch if i.status == "activated"]
             session.execute(
                 insert(ChangeResult),
                 [
@@ -433,11 +515,6 @@ class ApplyService:
                         for i in pending
                     ],
                 )
-            session.execute(
-                update(ChangeRequest)
-                .where(ChangeRequest.id == request.id, ChangeRequest.executor == self.me)
-                .values(heartbeat_at=now)
-            )
             audit.record(
                 session,
                 actor="system",
