@@ -46,6 +46,10 @@ from bot.settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
+# How long a new request's first card post may take before the housekeeper posts it instead.
+CARD_GRACE = timedelta(seconds=30)
+LATE_CARD_NOTE = "Posted late: Slack did not take this card when the change was requested."
+
 Clock = Callable[[], datetime]
 
 
@@ -218,8 +222,8 @@ class ChangeService:
             log.exception("could not post change #%s for approval in %s", request.id, channel)
             raise ChangeError(
                 f"change #{request.id} is recorded, but its approval card could not be posted in <#{channel}> "
-                f"({type(exc).__name__}: {exc}). It stays pending; try `/xen change {request.id}` later or ask "
-                "an admin to check xenbot's Slack token and channel membership."
+                f"({type(exc).__name__}: {exc}). It stays pending and xenbot posts the card as soon as Slack "
+                "answers again; if this persists, ask an admin to check xenbot's Slack token and channel membership."
             ) from exc
         if ts:
             with self.sessions.begin() as session:
@@ -229,6 +233,50 @@ class ChangeService:
                     .values(message_channel=channel, message_ts=ts)
                 )
             request.message_channel, request.message_ts = channel, ts
+
+    def repost_missing_cards(self, grace: timedelta = CARD_GRACE) -> list[int]:
+        """Post the approval cards that Slack did not take (down, timed out, token revoked) once it does.
+
+        ``grace`` leaves the first attempt alone while it may still be running. The card's
+        channel is claimed by compare-and-set first, so two replicas never both post it."""
+        now = self.clock()
+        with self.sessions() as session:
+            missing = session.scalars(
+                select(ChangeRequest).where(
+                    ChangeRequest.state == State.PENDING,
+                    ChangeRequest.message_ts.is_(None),
+                    ChangeRequest.message_channel.is_(None),
+                    ChangeRequest.created_at <= now - grace,
+                    ChangeRequest.expires_at > now,
+                )
+            ).all()
+        posted = []
+        for request in missing:
+            channel = self.slack.approvals_channel or request.channel
+            if not channel or not self._mark_card(request.id, None, channel):
+                continue
+            try:
+                self.post_for_approval(request, Plan.from_json(request.plan), note=LATE_CARD_NOTE)
+            except ChangeError:
+                self._mark_card(request.id, channel, None)  # still unreachable: try again next round
+                continue
+            posted.append(request.id)
+        return posted
+
+    def _mark_card(self, request_id: int, expected: str | None, channel: str | None) -> bool:
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(ChangeRequest)
+                .where(
+                    ChangeRequest.id == request_id,
+                    ChangeRequest.message_ts.is_(None),
+                    ChangeRequest.message_channel.is_(None)
+                    if expected is None
+                    else ChangeRequest.message_channel == expected,
+                )
+                .values(message_channel=channel)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     # -- approve / reject / cancel ---------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Background duties of a running bot: expire overdue requests, finish interrupted changes.
+"""Background duties of a running bot: expire overdue requests, finish interrupted changes,
+post approval cards that Slack did not take.
 
 Runs once at start (a crash mid-apply is finished as soon as the bot is back)
 and then every ``interval`` seconds, so a replica that died is taken over by
@@ -44,8 +45,10 @@ class Housekeeper:
         try:
             expired = self.changes.expire_overdue()
             resumed = self.apply.recover()
-            if expired or resumed:
-                log.info("housekeeping: %d request(s) expired, %d resumed: %s", expired, len(resumed), resumed)
+            reposted = self.changes.repost_missing_cards()
+            if expired or resumed or reposted:
+                log.info("housekeeping: %d request(s) expired, resumed %s, approval cards posted late %s",
+                         expired, resumed, reposted)
             self.daily_compliance()
         except Exception:
             log.exception("housekeeping failed")

@@ -125,7 +125,7 @@ def bot_settings(sims: dict[str, Any], fake: FakeSlack, database_url: str, **sla
 
 @contextmanager
 def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
-    client = web_client(settings, timeout=10)
+    client = web_client(settings)
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)

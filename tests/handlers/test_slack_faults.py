@@ -1,11 +1,16 @@
-"""Slack misbehaving: 5xx and 429 are retried, invalid_auth is reported and nothing recorded is lost."""
+"""Slack misbehaving: 5xx, 429 and timeouts are retried, invalid_auth is reported, nothing recorded is lost."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import select
 
 from bot.db.models import ChangeRequest
-from tests.handlers.harness import REQUESTER, approval_card
+from bot.render.ids import Action
+from tests.handlers.harness import APPROVALS, LEAD, REQUESTER, approval_card, bot_settings, running_bot, wait_state
 
 
 def test_server_error_and_rate_limit_on_the_approval_card_are_retried(change_bot):
@@ -27,3 +32,48 @@ def test_invalid_auth_tells_the_user_and_keeps_the_request(change_bot):
     assert "change #1 is recorded" in text and "invalid_auth" in text
     with bot.services.sessions() as session:
         assert session.scalars(select(ChangeRequest.state)).all() == ["pending"]
+
+
+@pytest.fixture
+def impatient_bot(sim, fake_slack, db_url):
+    """A bot whose Slack calls give up after one second, so a slow Slack is a timeout."""
+    settings = bot_settings(
+        {"demo": sim}, fake_slack, db_url, approvers=[LEAD], approvals_channel=APPROVALS, timeout_seconds=1
+    )
+    with running_bot(settings, fake_slack) as bot:
+        yield bot
+
+
+def test_a_timed_out_post_is_retried_and_the_change_applies_once(impatient_bot, sim):
+    bot = impatient_bot
+    bot.fake.delay_next("chat.postMessage", 2.5)
+    _, url = bot.command("offload off vm=centos7-db01 modes=tx", user=REQUESTER)
+    assert "waiting for approval" in bot.reply_text(url, timeout=20)
+    card = approval_card(bot, 1)
+    assert wait_state(bot, 1, "pending").message_ts is not None
+    # Slack may have taken the timed-out attempt too: both cards act on the same request.
+    sim.reset_call_counts()
+    bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS, message_ts=card["ts"])
+    bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
+    wait_state(bot, 1, "applied")
+    assert sim.call_counts().get("VIF.add_to_other_config") == 1
+
+
+def test_slack_timing_out_for_good_keeps_the_request_and_the_card_follows_when_it_answers(impatient_bot, sim):
+    bot = impatient_bot
+    bot.fake.delay_next("chat.postMessage", 2.5, count=2)  # the first try and its retry
+    _, url = bot.command("offload off vm=win7-kiosk modes=tx", user=REQUESTER)
+    text = bot.reply_text(url, timeout=20)
+    assert "change #1 is recorded" in text and "TimeoutError" in text and "as soon as Slack" in text
+    assert wait_state(bot, 1, "pending").message_ts is None
+
+    # Slack answers again; the housekeeper's next round posts the card (once, even if run twice).
+    assert bot.services.changes.repost_missing_cards(grace=timedelta(0)) == [1]
+    assert bot.services.changes.repost_missing_cards(grace=timedelta(0)) == []
+    late = bot.fake.wait_for(
+        "chat.postMessage", predicate=lambda c: "Posted late" in json.dumps(c.args.get("blocks"))
+    )
+    assert len(late) == 1 and wait_state(bot, 1, "pending").message_ts == late[0].response["ts"]
+    bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
+    wait_state(bot, 1, "applied")
+    assert sim.call_counts().get("VIF.add_to_other_config") == 1
