@@ -233,6 +233,9 @@ class Settings(BaseSettings):
     # How long an apply keeps its results in memory for an unreachable database (restart,
     # failover) before giving them up to whoever resumes the request.
     database_outage_seconds: float = Field(default=300.0, ge=1, le=3600)
+    # ``xenbot serve`` applies approved changes in this many child processes, so a pool-wide
+    # apply does not compete with acks for the GIL; 0 applies inside the serving process.
+    apply_processes: int = Field(default=2, ge=0, le=16)
     log_level: str = "INFO"
     pools: list[PoolSettings] = Field(default_factory=list)
     slack: SlackSettings = Field(default_factory=SlackSettings)

@@ -62,6 +62,13 @@ def run_serve(args: argparse.Namespace) -> int:
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
+    apply_processes = None
+    if settings.apply_processes:
+        from bot.services.apply_process import ApplyProcesses
+        from handlers.messenger import slack_messenger
+
+        apply_processes = ApplyProcesses(settings, slack_messenger, settings.apply_processes)
+        services.apply.runner = apply_processes.submit
     _stop_on_sigterm()
     from bot.services.housekeeping import Housekeeper
 
@@ -105,6 +112,8 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         housekeeper.stop()
         pool_watchers.stop()
+        if apply_processes is not None:
+            apply_processes.close()
         services.close()
     return 0
 

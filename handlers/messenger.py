@@ -6,7 +6,15 @@ from slack_sdk import WebClient
 
 from bot.domain.slack_text import escape
 from bot.render.blocks import Reply
+from bot.settings import Settings
 from handlers.delivery import upload_attachment
+
+
+def slack_messenger(settings: Settings) -> SlackMessenger:
+    """For apply processes, which build their own client from settings (picklable by reference)."""
+    from handlers.client import web_client
+
+    return SlackMessenger(web_client(settings))
 
 
 class SlackMessenger:

@@ -96,7 +96,7 @@ class ChangeRoutes:
         request_id = _id(value, "approve")
         reply, approved = self.changes.approve(actor.user_id, request_id)
         if approved:
-            self.apply.execute(request_id, actor.user_id)
+            self.apply.start(request_id, actor.user_id)
         return reply
 
     def _list(self, actor: Actor, parsed: Parsed) -> Reply:

@@ -242,8 +242,8 @@ class AlertService:
         raise names.NotFound("VM or host", query, suggestions)
 
     def diagnose_vm(self, inventory: PoolInventory, vm: Vm, alert: Alert | None) -> Diagnosis:
-        pending = self.changes.pending_activation()
         own = {v.uuid for v in inventory.vifs_of(vm)}
+        pending = self.changes.pending_activation(own)
         evidence = evidence_for(inventory, vm, alert, pending, recent_change_pending=bool(own & pending.keys()))
         return diagnose(evidence, self.rules)
 

@@ -173,8 +173,17 @@ class ApplyService:
         self.outage_patience = outage_patience
         # Request kinds whose approval runs something other than interface writes (policies).
         self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
+        # Set by ``xenbot serve``: hands an approved request to an apply process (apply_process.py).
+        self.runner: Callable[[int, str], object] | None = None
 
     # -- entry points ---------------------------------------------------------------
+
+    def start(self, request_id: int, actor: str = "system") -> None:
+        """Apply a request that was just approved: in an apply process when there is one, else here."""
+        if self.runner is not None:
+            self.runner(request_id, actor)
+        else:
+            self.execute(request_id, actor)
 
     def execute(self, request_id: int, actor: str = "system") -> State | None:
         """Apply an approved request; returns the final state, or None when another replica has it."""

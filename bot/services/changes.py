@@ -10,7 +10,7 @@ nothing and is told what happened instead. Applying is in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -463,10 +463,16 @@ class ChangeService:
             ).all()
             return request, self.approvers_of(request_id, session), list(results)
 
-    def pending_activation(self) -> dict[str, str]:
-        """Interface uuid → the activation it still needs; shown by the inspection commands."""
+    def pending_activation(self, among: Collection[str] | None = None) -> dict[str, str]:
+        """Interface uuid → the activation it still needs; shown by the inspection commands.
+
+        Plain rows, not ORM objects, and only ``among`` when given: after a pool-wide change
+        there are thousands, and ``/xen vifs VM`` needs three."""
+        query = select(PendingActivation.interface_uuid, PendingActivation.method)
+        if among is not None:
+            query = query.where(PendingActivation.interface_uuid.in_(list(among)))
         with self.sessions() as session:
-            return {p.interface_uuid: p.method for p in session.scalars(select(PendingActivation))}
+            return {uuid: method for uuid, method in session.execute(query)}
 
     # -- helpers -----------------------------------------------------------------------
 

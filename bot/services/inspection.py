@@ -7,7 +7,7 @@ object, so a pool of thousands of VIFs answers as fast as a small one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
@@ -83,7 +83,7 @@ T = TypeVar("T")
 READ_CACHE_SECONDS = 2.0
 
 
-def _nothing_pending() -> Mapping[str, str]:
+def _nothing_pending(among: Collection[str] | None = None) -> Mapping[str, str]:
     return {}
 
 
@@ -91,7 +91,7 @@ class InspectionService:
     def __init__(
         self,
         gateways: Gateways,
-        pending_activation: Callable[[], Mapping[str, str]] = _nothing_pending,
+        pending_activation: Callable[[Collection[str] | None], Mapping[str, str]] = _nothing_pending,
         max_age: float = READ_CACHE_SECONDS,
     ) -> None:
         self.gateways = gateways
@@ -182,7 +182,8 @@ class InspectionService:
 
     def vifs(self, vm_query: str, pool: str | None) -> VifList:
         inventory, vm = self.find_vm(vm_query, pool)
-        return VifList(inventory.pool, vm, inventory.vifs_of(vm), self.pending_activation())
+        vifs = inventory.vifs_of(vm)
+        return VifList(inventory.pool, vm, vifs, self.pending_activation([v.uuid for v in vifs]))
 
     def vif(self, query: str, pool: str | None) -> InterfaceDetail:
         inventories, errors = self.inventories(pool)
@@ -206,7 +207,7 @@ class InspectionService:
         if host_query:
             inventory, host = self.find_host(host_query, pool)
             pifs = [(inventory.pool, p) for p in inventory.pifs_of(host)]
-            return PifList(pifs, host, inventory.pool, pending=self.pending_activation())
+            return PifList(pifs, host, inventory.pool, pending=self.pending_activation(None))
         inventories, errors = self.inventories(pool)
         rows = [
             (inv.pool, pif)
@@ -214,7 +215,7 @@ class InspectionService:
             for host in sorted(inv.hosts.values(), key=lambda h: h.name.lower())
             for pif in inv.pifs_of(host)
         ]
-        return PifList(rows, None, pool, [e.pool for e in errors], self.pending_activation())
+        return PifList(rows, None, pool, [e.pool for e in errors], self.pending_activation(None))
 
     def pif(self, query: str, pool: str | None) -> InterfaceDetail:
         inventories, errors = self.inventories(pool)
@@ -240,7 +241,7 @@ class InspectionService:
 
     def offload_status(self, scope: Scope, query: str) -> OffloadStatus:
         status = self._offload_status(scope, query)
-        pending = self.pending_activation()
+        pending = self.pending_activation(None)
         uuids = {i.uuid for s in (status.vifs, status.pifs) if s for i in s.interfaces}
         return replace(status, pending=len(uuids & pending.keys()))
 

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.models import ChangeRequest
-from tests.db.tcp_proxy import TcpProxy
 from tests.handlers.harness import APPROVALS, LEAD, REQUESTER, bot_settings, running_bot
+from tests.tcp_proxy import TcpProxy
 
 
 def test_a_command_during_a_database_outage_is_answered_and_the_next_one_works(sim, fake_slack, db_url):

@@ -44,12 +44,13 @@ def test_two_replicas_apply_once_and_answer_an_alert_once(sim, fake_slack, db_ur
         "[policies]\nwatch = false\n"
     )
     with ExitStack() as stack:
-        replicas = []
+        replicas, pids = [], set()
         for _ in range(2):
             process, endpoint = start_replica(str(config))
             stack.callback(process.wait, 30)
             stack.callback(process.terminate)
             replicas.append(endpoint)
+            pids.add(process.pid)
         a, b = replicas
         post_signed(a, slash_command("offload off pool=demo modes=tx", user_id="U0OPS",
                                      response_url=fake_slack.response_url()), SIGNING_SECRET)
@@ -80,6 +81,10 @@ def test_two_replicas_apply_once_and_answer_an_alert_once(sim, fake_slack, db_ur
         counts = sim.call_counts()
         assert counts.get("VIF.add_to_other_config", 0) + counts.get("PIF.add_to_other_config", 0) == writes
         assert len(results) == len({r.interface_uuid for r in results})
+        # It ran in an apply process (not in a serving process), which posted the summary itself.
+        assert request.executor is not None and int(request.executor.split(":")[1]) not in pids
+        fake_slack.wait_for("chat.postMessage", timeout=20, predicate=lambda c: c.args.get("thread_ts") is not None
+                            and "Change #1 applied" in str(c.args.get("text")))
         # The same alert event delivered to both replicas: one diagnosis.
         event = corpus("zabbix_problem")
         for endpoint in (a, b):

@@ -20,8 +20,8 @@ from bot.db.models import ChangeRequest, ChangeResult
 from bot.domain.approvals import State
 from bot.services.apply import ClaimLost, Outcome
 from bot.services.changes import Scope
-from tests.db.tcp_proxy import TcpProxy
 from tests.services.test_apply import LEAD, request, stack, state
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

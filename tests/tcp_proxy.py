@@ -1,8 +1,9 @@
-"""A TCP proxy in front of the real PostgreSQL server that a test can cut and restore.
+"""A TCP proxy that a test can cut and restore, and that can spread connections over replicas.
 
-``cut()`` resets every open connection and refuses new ones (accepts, then closes), which
-is what clients see while a database server restarts or fails over; ``restore()`` lets
-connections through again. The database itself is the real server throughout.
+In front of the real PostgreSQL server, ``cut()`` resets every open connection and refuses
+new ones (accepts, then closes), which is what clients see while a database server restarts
+or fails over; ``restore()`` lets connections through again. In front of several
+``xenbot serve --http`` processes it is a round-robin layer-4 load balancer (bench_ack.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from sqlalchemy.engine import make_url
 
 
 class TcpProxy:
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, host: str, port: int, *more: tuple[str, int]) -> None:
+        self.targets = [(host, port), *more]
+        self._next = 0
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._down = False
@@ -63,6 +65,7 @@ class TcpProxy:
         while not self._stopped:
             try:
                 client, _ = self._listener.accept()
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 return
             with self._lock:
@@ -71,8 +74,12 @@ class TcpProxy:
                 self.refused += 1
                 _reset(client)
                 continue
+            with self._lock:
+                target = self.targets[self._next % len(self.targets)]
+                self._next += 1
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = socket.create_connection(target, timeout=5)
+                upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 upstream.settimeout(None)
             except OSError:
                 _reset(client)
@@ -80,18 +87,19 @@ class TcpProxy:
             with self._lock:
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _reset(source)
-        _reset(sink)
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open = [s for s in self._open if s is not source and s is not sink]
+            _reset(source)
+            _reset(sink)
 
 
 def _reset(sock: socket.socket) -> None:

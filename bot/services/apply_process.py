@@ -1,0 +1,127 @@
+"""Running approved changes in child processes, so a pool-wide apply never slows an ack.
+
+A pool-wide apply is thousands of XML-RPC calls, and the stdlib client parses each answer
+in Python under the serve process's one GIL. Measured with ``bench_ack.py``, that alone
+tripled ack latency while an apply ran. ``xenbot serve`` therefore hands each approved
+request to one of ``apply_processes`` children, each with its own services built from the
+same settings (database, pools, Slack messenger).
+
+Nothing about exactly-once changes: the child claims the request in the database like any
+replica would, and a child that dies mid-apply leaves a request whose heartbeat goes stale,
+which the housekeeper resumes (``ApplyService.recover``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
+
+from bot.services.messenger import Messenger
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
+
+log = logging.getLogger(__name__)
+
+MessengerFactory = Callable[[Settings], Messenger]
+NICENESS = 10
+
+
+class ApplyProcesses:
+    def __init__(self, settings: Settings, messenger: MessengerFactory, processes: int) -> None:
+        self._settings = settings
+        self._messenger = messenger
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        # Start a child now, in the background, so the first approval does not wait for imports.
+        self._pool.submit(_ready)
+
+    def submit(self, request_id: int, actor: str) -> Future[str | None]:
+        """Start applying ``request_id`` in a child; the future holds the final state's name."""
+        outcome: Future[str | None] = Future()
+        self._send(request_id, actor, outcome, retries=1)
+        return outcome
+
+    def _send(self, request_id: int, actor: str, outcome: Future[str | None], retries: int) -> None:
+        with self._lock:
+            pool = self._pool
+            try:
+                job = pool.submit(_execute, request_id, actor)
+            except BrokenProcessPool:
+                pool = self._replace(pool)
+                job = pool.submit(_execute, request_id, actor)
+
+        def done(job: Future[str | None]) -> None:
+            if job.cancelled():
+                outcome.cancel()
+                return
+            exc = job.exception()
+            if isinstance(exc, BrokenProcessPool) and retries:
+                # A child was killed (OOM, an operator). Send the request to fresh children: if it
+                # had not started it runs now; if it had, it is ``applying`` and execute() leaves it
+                # to recover(), which resumes it once its heartbeat is stale.
+                with self._lock:
+                    self._replace(pool)
+                self._send(request_id, actor, outcome, retries - 1)
+            elif exc is not None:
+                log.error("apply of change #%s failed in its process", request_id, exc_info=exc)
+                outcome.set_exception(exc)
+            else:
+                outcome.set_result(job.result())
+
+        job.add_done_callback(done)
+
+    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """A fresh pool in place of ``broken`` (unless someone replaced it already); call with the lock."""
+        if self._pool is broken:
+            log.warning("an apply process died; starting new ones")
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return self._pool
+
+    def close(self) -> None:
+        """Let running applies finish in their children; queued ones are picked up again by recover()."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._processes,
+            # spawn, not fork: the parent has threads (HTTP, housekeeping) and open connections.
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_child,
+            initargs=(self._settings, self._messenger),
+        )
+
+
+# -- in the child -------------------------------------------------------------------
+
+_services: Services | None = None
+
+
+def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
+    from bot import logs
+    from bot.wiring import build
+
+    global _services
+    # Background work: when the machine is busy, the serving process (acks, commands) goes first.
+    os.nice(NICENESS)
+    logs.configure(settings.log_level)
+    _services = build(settings, messenger=messenger(settings))
+
+
+def _ready() -> bool:
+    return _services is not None
+
+
+def _execute(request_id: int, actor: str) -> str | None:
+    assert _services is not None, "child not initialised"
+    state = _services.apply.execute(request_id, actor)
+    return None if state is None else str(state)
