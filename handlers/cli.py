@@ -61,7 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
     client = web_client(settings)
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
-    app = build_app(services, client)
+    from handlers.work import WorkPool
+
+    work = WorkPool()
+    app = build_app(services, client, work=work)
     apply_processes = None
     if settings.apply_processes:
         from bot.services.apply_process import ApplyProcesses
@@ -110,6 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        work.shutdown()
         housekeeper.stop()
         pool_watchers.stop()
         if apply_processes is not None:

@@ -1,8 +1,8 @@
 """HTTP transport: ``POST /slack/events`` for commands, interactivity and events, plus health.
 
-A threaded stdlib server in front of ``App.dispatch``: every request gets its
-own thread, the listener acks inside it, and the slow work runs on Bolt's lazy
-listener executor — so a slow pool never delays another person's ack.
+A threaded stdlib server in front of ``App.dispatch``: every connection gets its
+own thread, the listener acks inside it and hands the slow work to the work
+pool (``handlers/work.py``) — so a slow pool never delays another person's ack.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from sqlalchemy.engine import make_url
 
 
 class TcpProxy:
-    def __init__(self, host: str, port: int, *more: tuple[str, int]) -> None:
-        self.targets = [(host, port), *more]
+    def __init__(self, *targets: tuple[str, int]) -> None:
+        assert targets, "nothing to proxy to"
+        self.targets = list(targets)
         self._next = 0
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
         self._lock = threading.Lock()
@@ -31,7 +32,7 @@ class TcpProxy:
     @classmethod
     def for_url(cls, url: str) -> Self:
         parsed = make_url(url)
-        return cls(parsed.host or "127.0.0.1", parsed.port or 5432)
+        return cls((parsed.host or "127.0.0.1", parsed.port or 5432))
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -53,7 +54,7 @@ class TcpProxy:
     def cut(self) -> None:
         with self._lock:
             self._down = True
-            doomed, self._open = self._open, []
+            doomed = set(self._open)
         for sock in doomed:
             _reset(sock)
 
@@ -85,7 +86,7 @@ class TcpProxy:
                 _reset(client)
                 continue
             with self._lock:
-                self._open += [client, upstream]
+                self._open += [client, upstream, client, upstream]  # once per direction
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
@@ -93,13 +94,17 @@ class TcpProxy:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)  # pass the end of the stream on, politely
         except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._open = [s for s in self._open if s is not source and s is not sink]
-            _reset(source)
+            _reset(source)  # one side broke (or cut()): break the other too
             _reset(sink)
+        with self._lock:
+            # Each socket is listed once per direction still running; close it after the last.
+            self._open.remove(source)
+            self._open.remove(sink)
+            done = [s for s in (source, sink) if s not in self._open]
+        for sock in done:
+            sock.close()
 
 
 def _reset(sock: socket.socket) -> None:

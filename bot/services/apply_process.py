@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -111,9 +112,16 @@ def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
     from bot.wiring import build
 
     global _services
-    # Background work: when the machine is busy, the serving process (acks, commands) goes first.
-    os.nice(NICENESS)
+    # The parent decides when to stop: Ctrl-C in a terminal or a SIGTERM to the whole group must
+    # not cut an apply in half; the pool's shutdown lets the current apply finish instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logs.configure(settings.log_level)
+    try:
+        # Background work: when the machine is busy, the serving process (acks, commands) goes first.
+        os.nice(NICENESS)
+    except OSError as exc:  # e.g. systemd's SystemCallFilter=~@resources
+        log.info("apply process keeps normal priority: %s", exc)
     _services = build(settings, messenger=messenger(settings))
 
 

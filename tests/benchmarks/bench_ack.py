@@ -141,15 +141,15 @@ def _cpu_of(name: str, sim: subprocess.Popen[str], serves: list[tuple[int, subpr
 
 
 def _cpu(pid: int, children: bool = True) -> float:
-    """User + system CPU seconds of a running process and its children (apply processes), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / TICKS
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split() if children else ():
-                total += _cpu(int(child))
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0  # it exited meanwhile
+    """User + system CPU seconds of a running process and, by default, its children (apply processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it exited meanwhile
+        if stat.parent.name == str(pid) or (children and int(fields[1]) == pid):  # itself, or a child
+            total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
 
 
@@ -195,7 +195,7 @@ def _serve(config: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     serve = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "--config", str(config), "serve", "--http", "--host", "127.0.0.1",
          "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=open(config.parent / "serve.log", "a"), text=True,  # noqa: SIM115
     )
     try:
         assert serve.stdout is not None
