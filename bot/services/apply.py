@@ -39,7 +39,7 @@ from bot.domain.model import PoolInventory, Vif
 from bot.render import changes as render
 from bot.services.changes import ChangeService, utcnow
 from bot.services.messenger import Messenger
-from bot.xen.errors import XenError
+from bot.xen.errors import XapiUnavailable, XenError
 from bot.xen.gateway import Gateways, PoolGateway
 
 log = logging.getLogger(__name__)
@@ -311,6 +311,9 @@ class ApplyService:
         known = {k: v for k, v in before.items() if v is not None}
         try:
             after_map = gateway.write_other_config(item.kind, item.ref, expected, known)
+        except XapiUnavailable as exc:
+            # Timed out or cut off: the write may have landed. Record what is there, not a guess.
+            return self._after_uncertain_write(gateway, item, expected, before, str(exc))
         except XenError as exc:
             error = exc.short if hasattr(exc, "short") else str(exc)
             return Outcome(item.uuid, item.label, item.kind, "failed", before, None, error, item.activation)
@@ -318,6 +321,33 @@ class ApplyService:
         status = "applied" if after == expected else "verify_failed"
         error = None if status == "applied" else f"read back {after}, expected {expected}"
         return Outcome(item.uuid, item.label, item.kind, status, before, after, error, item.activation)
+
+    def _after_uncertain_write(
+        self,
+        gateway: PoolGateway,
+        item: InterfacePlan,
+        expected: dict[str, str | None],
+        before: dict[str, str | None],
+        error: str,
+    ) -> Outcome:
+        """Read the interface back; finish the keys still missing once; record what is really there."""
+        for attempt in (1, 2):
+            try:
+                live = gateway.other_config(item.kind, item.ref)
+            except XenError as exc:
+                error = f"{error}; could not read back ({exc}), so the value is unknown"
+                return Outcome(item.uuid, item.label, item.kind, "failed", before, None, error, item.activation)
+            after: dict[str, str | None] = {k: live.get(k) for k in expected}
+            if after == expected:
+                return Outcome(item.uuid, item.label, item.kind, "applied", before, after, None, item.activation)
+            missing = {k: v for k, v in expected.items() if after[k] != v}
+            if attempt == 2 or any(after[k] != before.get(k) for k in missing):
+                break  # someone else is changing these keys too: do not fight them
+            try:
+                gateway.write_other_config(item.kind, item.ref, missing, live)
+            except XenError as exc:
+                error = str(exc)
+        return Outcome(item.uuid, item.label, item.kind, "failed", before, after, error, item.activation)
 
     def _resume(self, request: ChangeRequest) -> State | None:
         """A request found in ``applying`` with a dead holder: record what is done, do the rest."""
@@ -432,13 +462,13 @@ class ApplyService:
             return self._outcome(item, "failed", None, "interface no longer exists")
         try:
             if isinstance(iface, Vif):
-                gateway.call("VIF.unplug", iface.ref, idempotent=False)
-                gateway.call("VIF.plug", iface.ref, idempotent=False)
+                _settle(gateway, "VIF.unplug", iface.ref, "VIF.get_currently_attached", False)
+                _settle(gateway, "VIF.plug", iface.ref, "VIF.get_currently_attached", True)
             elif iface.bond_slave_of:
                 master = gateway.call("Bond.get_master", iface.bond_slave_of)
-                gateway.call("PIF.plug", master, idempotent=False)
+                _settle(gateway, "PIF.plug", master, "PIF.get_currently_attached", True)
             else:
-                gateway.call("PIF.plug", iface.ref, idempotent=False)
+                _settle(gateway, "PIF.plug", iface.ref, "PIF.get_currently_attached", True)
         except XenError as exc:
             return self._outcome(item, "failed", None, getattr(exc, "short", str(exc)))
         return self._outcome(item, "activated", None, None)
@@ -448,8 +478,8 @@ class ApplyService:
         if not isinstance(iface, Vif):
             return [self._outcome(i, "failed", None, "interface no longer exists") for i in items]
         try:
-            gateway.call("VM.clean_shutdown", iface.vm_ref, idempotent=False)
-            gateway.call("VM.start", iface.vm_ref, False, False, idempotent=False)
+            _settle(gateway, "VM.clean_shutdown", iface.vm_ref, "VM.get_power_state", "Halted")
+            _settle(gateway, "VM.start", iface.vm_ref, "VM.get_power_state", "Running", False, False)
         except XenError as exc:
             return [self._outcome(i, "failed", None, getattr(exc, "short", str(exc))) for i in items]
         return [self._outcome(i, "activated", None, None) for i in items]
@@ -561,6 +591,19 @@ class ApplyService:
             self.messenger.post(channel, reply, thread_ts=request.message_ts)
         except Exception:
             log.exception("could not post about change #%s", request.id)
+
+
+def _settle(gateway: PoolGateway, method: str, ref: str, probe: str, wanted: object, *extra: object) -> None:
+    """Make a state change once; if its answer is lost, look at the state instead of guessing.
+
+    Re-sending would fail (``DEVICE_ALREADY_ATTACHED``, ``VM_BAD_POWER_STATE``) or act twice,
+    and treating a lost answer as a failure could leave a VM halted that was meant to restart."""
+    try:
+        gateway.call(method, ref, *extra, idempotent=False)
+    except XapiUnavailable:
+        if gateway.call(probe, ref) != wanted:
+            raise
+        log.info("%s on %s: answer lost, but the state shows it happened", method, ref)
 
 
 def _with_ref(item: InterfacePlan, ref: str) -> InterfacePlan:

@@ -48,17 +48,38 @@ AUTH_FAILURE_BACKOFF_SECONDS = 30.0
 # Classes read for an inventory, each with exactly one get_all_records call.
 _INVENTORY_CLASSES = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")
 
+# A connection that answered this recently is trusted with a write (see _Transport).
+_WARM_SECONDS = 5.0
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, ssl.SSLError)
 
 
 class _Transport(xmlrpc.client.Transport):
-    """HTTP or HTTPS with a timeout and an explicit TLS context (the stock client has neither knob)."""
+    """HTTP or HTTPS with a timeout and an explicit TLS context (the stock client has neither knob).
+
+    The stdlib also re-sends a request once when the connection drops before the answer (for
+    a cached connection that "has gone cold"). For a read that is harmless; for a write whose
+    answer was lost it executes the write a second time. So the gateway turns that off for
+    calls that are not idempotent (``resend = False``) and, to keep a cold connection from
+    failing them, sends them on a fresh one when the cached one has been idle for a while.
+    """
 
     def __init__(self, *, https: bool, context: ssl.SSLContext | None, timeout: float) -> None:
         super().__init__()
         self._https = https
         self._context = context
         self._timeout = timeout
+        self.resend = True
+        self._last_answer = 0.0
+
+    def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False) -> Any:
+        if self.resend:
+            result = super().request(host, handler, request_body, verbose)
+        else:
+            if time.monotonic() - self._last_answer > _WARM_SECONDS:
+                self.close()
+            result = self.single_request(host, handler, request_body, verbose)
+        self._last_answer = time.monotonic()
+        return result
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         cached = self._connection
@@ -99,6 +120,7 @@ def url_for_address(base_url: str, address: str) -> str:
 @dataclass
 class _Proxy:
     session: Any  # XenAPI.Session used only as an HTTP connection
+    transport: _Transport
     url: str
     epoch: int
 
@@ -143,7 +165,7 @@ class PoolGateway:
             generation = self._ensure_session()
             try:
                 with self._proxy() as proxy:
-                    result = self._invoke(proxy, method, args)
+                    result = self._invoke(proxy, method, args, idempotent)
                 metrics.XAPI_CALLS.labels(self.name, method, "").inc()
                 return result
             except XenAPI.Failure as failure:
@@ -386,9 +408,10 @@ class PoolGateway:
             context=tls_context(self.settings) if https else None,
             timeout=self.settings.timeout_seconds,
         )
-        return _Proxy(session=XenAPI.Session(url, transport=transport), url=url, epoch=epoch)
+        return _Proxy(session=XenAPI.Session(url, transport=transport), transport=transport, url=url, epoch=epoch)
 
-    def _invoke(self, proxy: _Proxy, method: str, args: Sequence[Any]) -> Any:
+    def _invoke(self, proxy: _Proxy, method: str, args: Sequence[Any], idempotent: bool = True) -> Any:
+        proxy.transport.resend = idempotent
         with self._lock:
             proxy.session._session = self._session_ref
             self.calls += 1

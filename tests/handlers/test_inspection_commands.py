@@ -183,3 +183,19 @@ def test_rate_limited_upload_is_retried(fake_slack, database_url):
 def test_a_raw_post_with_valid_signature_but_junk_body_does_not_crash(bot):
     status, _h, _b = post_signed(bot.url, b"garbage=1", SIGNING_SECRET, "application/x-www-form-urlencoded")
     assert status in (200, 404)
+
+
+def test_a_pool_slower_than_its_timeout_gets_a_clear_answer_and_the_next_command_works(sim, fake_slack, database_url):
+    settings = bot_settings({"demo": sim}, fake_slack, database_url)
+    settings = settings.model_copy(update={"pools": [settings.pools[0].model_copy(update={"timeout_seconds": 0.5})]})
+    with running_bot(settings, fake_slack) as bot:
+        sim.faults.hang("VM.get_all_records")
+        try:
+            status, url = bot.command("vifs win7-kiosk")
+            assert status == 200  # acked while XAPI keeps us waiting
+            text = bot.reply_text(url, timeout=30)
+            assert "not answering (timed out)" in text and "Nothing was changed" in text
+        finally:
+            sim.faults.release()
+        _, url = bot.command("vifs win7-kiosk")
+        assert "win7-kiosk" in bot.reply_text(url, timeout=20) and "not answering" not in bot.reply_text(url)

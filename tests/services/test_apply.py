@@ -45,10 +45,10 @@ class RecordingMessenger:
         return "\n".join(str(r.blocks) for _c, r, _t in self.posts)
 
 
-def stack(sim, db_url: str, **slack) -> tuple[Services, RecordingMessenger]:
+def stack(sim, db_url: str, pool: dict | None = None, **slack) -> tuple[Services, RecordingMessenger]:
     messenger = RecordingMessenger()
     settings = Settings(
-        pools=[pool_settings(sim)],
+        pools=[pool_settings(sim, **(pool or {}))],
         slack=SlackSettings(approvers=[LEAD], approvals_channel="C0APPROVE", **slack),
     ).model_copy(update={"database_url": db_url})
     return build(settings, messenger=messenger), messenger
@@ -213,3 +213,63 @@ def test_reset_removes_keys_and_other_keys_survive(sim, services):
     config = sim.pool.fields(vif)["other_config"]
     assert not any(k.startswith("ethtool-") and k != "ethtool-gro" for k in config)
     assert config["mac_seed"]
+
+
+def test_a_write_whose_answer_is_lost_is_read_back_and_finished_not_guessed_or_repeated(sim, services):
+    """The connection dies after XAPI executed add_to_other_config: the outcome is read, not assumed."""
+    request_id = request(services, Scope("vm", "win7-kiosk"))
+    with services.sessions() as session:
+        plan = session.get(ChangeRequest, request_id).plan["interfaces"]
+    writes = sum(len(i["changes"]) for i in plan)
+    assert writes >= 2
+    services.changes.approve(LEAD, request_id)
+    sim.reset_call_counts()
+    # One add is executed, then its answer is lost; the keys after it were not written yet.
+    sim.faults.drop("VIF.add_to_other_config", share=1.0, after_execute=True, times=1)
+    assert services.apply.execute(request_id, LEAD) == State.APPLIED
+    assert sim.call_counts().get("VIF.add_to_other_config", 0) == writes  # each key written once
+    with services.sessions() as session:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+    assert [r.status for r in results] == ["applied"] * len(plan)
+
+
+def test_a_slow_pool_that_times_out_mid_write_is_recorded_as_it_really_is(sim, db_url):
+    """Calls slower than the pool's timeout: each interface ends applied or failed as XAPI shows it."""
+    services, _ = stack(sim, db_url, pool={"timeout_seconds": 0.5})
+    try:
+        request_id = request(services, Scope("vm", "win7-kiosk"), "tx")
+        services.changes.approve(LEAD, request_id)
+        sim.faults.hang("*.get_other_config")  # the read-back hangs: the value cannot be known
+        try:
+            final = services.apply.execute(request_id, LEAD)
+        finally:
+            sim.faults.release()
+        assert final == State.FAILED
+        with services.sessions() as session:
+            result = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).one()
+        assert result.status == "failed" and "unknown" in (result.error or "")
+        assert "timed out" in (result.error or "")
+    finally:
+        services.close()
+
+
+def test_lost_answers_during_activation_are_settled_by_looking_not_by_guessing(sim, services):
+    """A power cycle whose shutdown answer is lost must still start the VM; a lost plug is not a failure."""
+    request_id = request(services, Scope("pool", "demo"), "tx")
+    services.changes.approve(LEAD, request_id)
+    assert services.apply.execute(request_id, LEAD) == State.APPLIED
+    services.changes.request_activation("U123", "C123", request_id)
+    activation = request_id + 1
+    with services.sessions() as session:
+        plan = session.get(ChangeRequest, activation).plan["interfaces"]
+    assert {"vm-power-cycle", "vif-replug"} <= {i["activation"] for i in plan}
+    cycled = {i["owner"] for i in plan if i["activation"] == "vm-power-cycle"}  # VM refs in an activation
+    sim.faults.drop("VM.clean_shutdown", share=1.0, after_execute=True, times=1)
+    sim.faults.drop("VIF.plug", share=1.0, after_execute=True, times=1)
+    services.changes.approve(LEAD, activation)
+    assert services.apply.execute(activation, LEAD) == State.APPLIED
+    with services.sessions() as session:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == activation)).all()
+    assert {r.status for r in results} == {"activated"}
+    gateway = services.gateways.get("demo")
+    assert cycled and {gateway.call("VM.get_power_state", vm_ref) for vm_ref in cycled} == {"Running"}
