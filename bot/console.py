@@ -14,15 +14,17 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import SecretStr
 
 from bot.domain.access import CONSOLE_CHANNEL
 from bot.render.blocks import Reply
 from bot.render.text import Choice, to_text
-from bot.router import Actor, CommandRouter
 from bot.settings import PoolSettings, Settings, SlackSettings, load_for_command
+
+if TYPE_CHECKING:  # imported when used: `xenbot serve` must set up metrics before bot.router loads them
+    from bot.router import CommandRouter
 
 CONSOLE_USER = "console"
 PROMPT = "xen> "
@@ -86,6 +88,8 @@ class Console:
         messenger: ConsoleMessenger | None = None,
     ) -> None:
         self.router = router
+        from bot.router import Actor
+
         self.actor = Actor(user_id=user_id, channel_id=CONSOLE_CHANNEL, source="console")
         self.out = out
         self.command = command
@@ -102,6 +106,8 @@ class Console:
             return False
         if text.startswith("as "):
             user = text[3:].strip()
+            from bot.router import Actor
+
             self.actor = Actor(user_id=user, channel_id=CONSOLE_CHANNEL, source="console")
             self.out.write(f"now acting as {user}\n\n")
             return True

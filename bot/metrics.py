@@ -2,11 +2,35 @@
 
 Defined once here (the default registry) and incremented where things happen;
 served at ``/metrics`` in HTTP mode and on ``--metrics-port`` in Socket Mode.
+``xenbot serve`` applies changes in child processes; their counts are shared
+through prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``,
+set by :func:`bot.services.apply_process.share_metrics` before this module is
+imported) and summed into one exposition here.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess as _multiprocess
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def registry() -> CollectorRegistry:
+    """What to expose: this process's metrics, or every xenbot process's when they share a folder."""
+    if not os.environ.get(MULTIPROCESS_ENV):
+        from prometheus_client import REGISTRY
+
+        return REGISTRY
+    shared = CollectorRegistry()
+    _multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+    return shared
+
+
+def exposition() -> bytes:
+    return generate_latest(registry())
 
 COMMANDS = Counter("xenbot_commands_total", "Slash commands and button presses handled", ["command", "outcome"])
 ACK_SECONDS = Histogram(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 from types import FrameType
@@ -40,10 +41,6 @@ def _requirements(settings: Settings, http: bool) -> list[str]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from handlers.app import build_app
-    from handlers.client import web_client
-    from handlers.directory import GroupDirectory
-
     settings = load_for_command(args.config)
     if settings is None:
         return 2
@@ -52,7 +49,23 @@ def run_serve(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"config: {problem}", file=sys.stderr)
         return 2
+    metrics_folder = None
+    if settings.apply_processes:
+        from bot.services.apply_process import share_metrics
+
+        metrics_folder = share_metrics()  # before anything imports prometheus_client
+    try:
+        return _serve(args, settings)
+    finally:
+        if metrics_folder is not None:
+            shutil.rmtree(metrics_folder, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import logs
+    from handlers.app import build_app
+    from handlers.client import web_client
+    from handlers.directory import GroupDirectory
 
     logs.configure(settings.log_level)
     from bot.wiring import build
@@ -107,7 +120,9 @@ def run_serve(args: argparse.Namespace) -> int:
             if args.metrics_port:
                 from prometheus_client import start_http_server
 
-                start_http_server(args.metrics_port, addr=args.host)
+                from bot import metrics
+
+                start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:

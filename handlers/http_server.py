@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App, BoltRequest
 
 from bot import metrics
@@ -66,7 +66,7 @@ def make_server(app: App, host: str, port: int, ready: ReadyCheck | None = None)
                 ok, details = ready()
                 self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")
             elif path == "/metrics":
-                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, b"not found", "text/plain")
 

@@ -17,10 +17,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.services.messenger import Messenger
@@ -32,7 +35,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MessengerFactory = Callable[[Settings], Messenger]
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as in bot.metrics, which cannot be imported first
 NICENESS = 10
+
+
+def share_metrics() -> Path | None:
+    """Let apply processes' metrics reach ``/metrics``: prometheus-client's multiprocess mode.
+
+    Must run before ``prometheus_client`` is first imported (it picks its value store at
+    import). Returns the folder it made, to remove at exit; None when the operator set one
+    (they own it) or when it is too late."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        return None
+    if "prometheus_client" in sys.modules:
+        log.warning("metrics of apply processes will not be exported: prometheus_client imported too early")
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="xenbot-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    return folder
 
 
 class ApplyProcesses:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from contextlib import ExitStack
 
 from sqlalchemy import create_engine, select
@@ -31,6 +32,15 @@ def start_replica(config: str) -> tuple[subprocess.Popen[str], str]:
     match = PORT.search(line)
     assert match, f"replica did not start: {line!r}"
     return process, f"http://127.0.0.1:{match.group(1)}/slack/events"
+
+
+def _metric(endpoint: str, sample: str) -> float:
+    """One sample from a replica's /metrics (0 when absent)."""
+    with urllib.request.urlopen(endpoint.replace("/slack/events", "/metrics"), timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_two_replicas_apply_once_and_answer_an_alert_once(sim, fake_slack, db_url, tmp_path):
@@ -85,6 +95,13 @@ def test_two_replicas_apply_once_and_answer_an_alert_once(sim, fake_slack, db_ur
         assert request.executor is not None and int(request.executor.split(":")[1]) not in pids
         fake_slack.wait_for("chat.postMessage", timeout=20, predicate=lambda c: c.args.get("thread_ts") is not None
                             and "Change #1 applied" in str(c.args.get("text")))
+        # The apply process's counts reach /metrics (prometheus-client multiprocess mode).
+        applied = sum(_metric(endpoint, 'xenbot_interfaces_changed_total{pool="demo",status="applied"}')
+                      for endpoint in (a, b))
+        assert applied == len(results)
+        writes_seen = sum(_metric(endpoint, 'xenbot_xapi_calls_total{error="",method="VIF.add_to_other_config",'
+                                            'pool="demo"}') for endpoint in (a, b))
+        assert writes_seen == counts.get("VIF.add_to_other_config", 0)
         # The same alert event delivered to both replicas: one diagnosis.
         event = corpus("zabbix_problem")
         for endpoint in (a, b):

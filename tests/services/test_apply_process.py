@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 from sqlalchemy import select
 
@@ -41,3 +43,11 @@ def test_an_apply_process_applies_and_a_killed_one_is_replaced(sim, db_url):
     finally:
         processes.close()
         services.close()
+
+
+def test_building_the_cli_leaves_prometheus_unimported_so_serve_can_share_metrics():
+    """prometheus-client picks single- or multi-process storage when first imported; `xenbot serve`
+    chooses after parsing its settings, so nothing on the way there may import it."""
+    code = "import sys, bot.cli; bot.cli.build_parser(); print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
