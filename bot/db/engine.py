@@ -8,6 +8,8 @@ writer), foreign keys are enforced, and a busy database makes us wait rather tha
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,6 +74,24 @@ def _create_parent_folder(database: str | None) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting for a process that is doing the same.
+
+    Two processes opening a fresh file at once (replicas starting together) both try to
+    convert it; the loser gets "database is locked" at once, without the busy timeout:
+    SQLite does not wait where waiting could deadlock. So we wait here, as long as
+    busy_timeout would have."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Take transaction control away from the sqlite3 module and give it to SQLAlchemy.
 
@@ -89,7 +109,7 @@ def _configure_sqlite(engine: Engine) -> None:
             # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_MS)}")
             # WAL lets readers proceed while a writer commits. Persistent in the file; cheap to repeat.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor)
             # Off by default in SQLite, per connection, and cannot be changed inside a transaction.
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
