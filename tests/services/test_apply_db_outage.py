@@ -99,19 +99,25 @@ def _outcome(uuid: str) -> Outcome:
     return Outcome(uuid, uuid, "vif", "applied", {"ethtool-tx": None}, {"ethtool-tx": "off"}, None, "vif-replug")
 
 
+def _applying(services, executor: str) -> ChangeRequest:
+    """A request that ``executor`` holds in ``applying``, as loaded by the apply service."""
+    request_id = request(services, Scope("vm", "win7-kiosk"))
+    with services.sessions.begin() as session:
+        session.execute(
+            update(ChangeRequest).where(ChangeRequest.id == request_id).values(state=State.APPLYING, executor=executor)
+        )
+    with services.sessions() as session:
+        row = session.get(ChangeRequest, request_id)
+    assert row is not None
+    return row
+
+
 def test_storing_a_batch_again_after_an_unclear_commit_adds_nothing(sim, db_url):
     """A connection that dies around COMMIT leaves the writer unsure; the retry must be harmless."""
     services, _ = stack(sim, db_url)
     try:
-        request_id = request(services, Scope("vm", "win7-kiosk"))
-        with services.sessions.begin() as session:
-            session.execute(
-                update(ChangeRequest)
-                .where(ChangeRequest.id == request_id)
-                .values(state=State.APPLYING, executor=services.apply.me)
-            )
-        with services.sessions() as session:
-            row = session.get(ChangeRequest, request_id)
+        row = _applying(services, services.apply.me)
+        request_id = row.id
         batch = [_outcome("u-1"), _outcome("u-2")]
         services.apply._store(row, batch)
         services.apply._store(row, [*batch, _outcome("u-3")])
@@ -126,15 +132,8 @@ def test_storing_a_batch_again_after_an_unclear_commit_adds_nothing(sim, db_url)
 def test_a_replica_that_lost_its_claim_stores_nothing(sim, db_url):
     services, _ = stack(sim, db_url)
     try:
-        request_id = request(services, Scope("vm", "win7-kiosk"))
-        with services.sessions.begin() as session:
-            session.execute(
-                update(ChangeRequest)
-                .where(ChangeRequest.id == request_id)
-                .values(state=State.APPLYING, executor="other-replica:1:ab")
-            )
-        with services.sessions() as session:
-            row = session.get(ChangeRequest, request_id)
+        row = _applying(services, "other-replica:1:ab")
+        request_id = row.id
         with pytest.raises(ClaimLost):
             services.apply._store(row, [_outcome("u-1")])
         assert _count(services, request_id) == 0
