@@ -197,6 +197,8 @@ class ChangeRequest(Base):
     executor: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    # When the outcome was posted; empty while Slack could not take it (the housekeeper retries).
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ChangeApproval(Base):

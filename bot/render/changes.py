@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from bot.domain.approvals import State
@@ -340,3 +341,8 @@ def _map(values: Mapping[str, Any]) -> str:
 
 def _plain(text: str) -> str:
     return text.replace("*", "")
+
+
+def with_note(reply: Reply, note: str) -> Reply:
+    """The same message with a line on top saying why it is different (e.g. posted late)."""
+    return fit(replace(reply, blocks=[context(escape(note)), *reply.blocks]))

@@ -45,6 +45,7 @@ from bot.xen.gateway import Gateways, PoolGateway
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=90)
+LATE_REPORT_NOTE = "Posted late: Slack did not take this summary when the change finished."
 BATCH_SIZE = 100
 FLUSH_SECONDS = 1.0
 
@@ -391,34 +392,88 @@ class ApplyService:
         return Outcome(item.uuid, item.label, item.kind, status, item.previous(), after, error, item.activation)
 
     def _finish(self, request: ChangeRequest, resumed: bool) -> State:
-        final, counts, failures, activation, kind = patiently(
-            lambda: self._close(request, resumed), patience=self.outage_patience
-        )
-        self.changes.refresh_message(request.id)
-        if kind == "activate":
-            self.post_in_thread(request, render.activation_summary(request, final, counts, failures))
-        else:
-            self.post_in_thread(request, render.apply_summary(request, final, counts, failures, activation))
+        final = patiently(lambda: self._close(request, resumed), patience=self.outage_patience)
+        self._report(request, final)
         return final
 
-    def _close(
-        self, request: ChangeRequest, resumed: bool
-    ) -> tuple[State, Counter[str], list[tuple[str, str]], Counter[str], str]:
+    def _close(self, request: ChangeRequest, resumed: bool) -> State:
         """Move ``applying`` to its outcome; safe to run twice (the second finds it already moved)."""
         with self.sessions.begin() as session:
-            results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request.id)).all()
-            counts = Counter(r.status for r in results)
-            applied = counts["applied"] + counts["activated"]
-            failed = counts["failed"] + counts["verify_failed"]
-            final = outcome(applied, failed)
+            counts, _failures, _activation = self._outcome_of(session, request.id)
+            final = outcome(counts["applied"] + counts["activated"], counts["failed"] + counts["verify_failed"])
             row = session.get(ChangeRequest, request.id)
             assert row is not None
             summary = {"counts": dict(counts), "resumed": resumed}
             if not self.changes.transition(session, row, (State.APPLYING,), final, "system", summary=summary):
                 log.warning("change #%s was finished by someone else", request.id)
-            failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
-            activation = Counter(r.activation for r in results if r.status == "applied")
-            return final, counts, failures, activation, row.kind
+            return final
+
+    @staticmethod
+    def _outcome_of(
+        session: Session, request_id: int
+    ) -> tuple[Counter[str], list[tuple[str, str]], Counter[str]]:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+        counts = Counter(r.status for r in results)
+        failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
+        activation = Counter(r.activation for r in results if r.status == "applied")
+        return counts, failures, activation
+
+    def _report(self, request: ChangeRequest, final: State, note: str | None = None) -> bool:
+        """Update the card and post the outcome in its thread; remember that it was posted."""
+        with self.sessions() as session:
+            counts, failures, activation = self._outcome_of(session, request.id)
+        self.changes.refresh_message(request.id)
+        if request.kind == "activate":
+            reply = render.activation_summary(request, final, counts, failures)
+        else:
+            reply = render.apply_summary(request, final, counts, failures, activation)
+        if note:
+            reply = render.with_note(reply, note)
+        if not self.post_in_thread(request, reply):
+            return False  # Slack did not take it: report_unreported() tries again
+        try:
+            with self.sessions.begin() as session:
+                session.execute(
+                    update(ChangeRequest).where(ChangeRequest.id == request.id).values(reported_at=self.clock())
+                )
+        except Exception:
+            log.exception("could not mark change #%s as reported", request.id)
+        return True
+
+    def report_unreported(self, grace: timedelta = timedelta(seconds=30)) -> list[int]:
+        """Post the outcomes that Slack did not take when the changes finished.
+
+        Claimed by compare-and-set on ``reported_at`` so two replicas never both post."""
+        now = self.clock()
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(ChangeRequest).where(
+                    ChangeRequest.state.in_([State.APPLIED, State.PARTIALLY_FAILED, State.FAILED]),
+                    ChangeRequest.reported_at.is_(None),
+                    ChangeRequest.updated_at <= now - grace,
+                )
+            ).all()
+        reported = []
+        for request in rows:
+            if request.kind in self.finishers or not self._mark_reported(request.id, now):
+                continue
+            if self._report(request, State(request.state), note=LATE_REPORT_NOTE):
+                reported.append(request.id)
+            else:
+                self._mark_reported(request.id, None)
+        return reported
+
+    def _mark_reported(self, request_id: int, when: datetime | None) -> bool:
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(ChangeRequest)
+                .where(
+                    ChangeRequest.id == request_id,
+                    ChangeRequest.reported_at.is_(None) if when is not None else ChangeRequest.reported_at.isnot(None),
+                )
+                .values(reported_at=when)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     # -- activation -------------------------------------------------------------------
 
@@ -583,14 +638,17 @@ class ApplyService:
             except Exception:
                 log.exception("could not post progress of change #%s", request.id)
 
-    def post_in_thread(self, request: ChangeRequest, reply: Any) -> None:
+    def post_in_thread(self, request: ChangeRequest, reply: Any) -> bool:
+        """Post about a change; False when the transport failed (logged), True otherwise."""
         channel = request.message_channel or request.channel
         if not channel:
-            return
+            return True  # nowhere to post (a change requested from the CLI): nothing to retry
         try:
             self.messenger.post(channel, reply, thread_ts=request.message_ts)
         except Exception:
             log.exception("could not post about change #%s", request.id)
+            return False
+        return True
 
 
 def _settle(gateway: PoolGateway, method: str, ref: str, probe: str, wanted: object, *extra: object) -> None:

@@ -1,5 +1,5 @@
 """Background duties of a running bot: expire overdue requests, finish interrupted changes,
-post approval cards that Slack did not take.
+post approval cards and outcomes that Slack did not take.
 
 Runs once at start (a crash mid-apply is finished as soon as the bot is back)
 and then every ``interval`` seconds, so a replica that died is taken over by
@@ -46,9 +46,10 @@ class Housekeeper:
             expired = self.changes.expire_overdue()
             resumed = self.apply.recover()
             reposted = self.changes.repost_missing_cards()
-            if expired or resumed or reposted:
-                log.info("housekeeping: %d request(s) expired, resumed %s, approval cards posted late %s",
-                         expired, resumed, reposted)
+            reported = self.apply.report_unreported()
+            if expired or resumed or reposted or reported:
+                log.info("housekeeping: %d request(s) expired, resumed %s, posted late: cards %s, outcomes %s",
+                         expired, resumed, reposted, reported)
             self.daily_compliance()
         except Exception:
             log.exception("housekeeping failed")

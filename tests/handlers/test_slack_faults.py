@@ -77,3 +77,22 @@ def test_slack_timing_out_for_good_keeps_the_request_and_the_card_follows_when_i
     bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
     wait_state(bot, 1, "applied")
     assert sim.call_counts().get("VIF.add_to_other_config") == 1
+
+
+def test_an_outcome_slack_did_not_take_is_posted_when_it_answers_again(change_bot, sim):
+    bot = change_bot
+    bot.command("offload off vm=centos7-db01 modes=tx", user=REQUESTER)
+    approval_card(bot, 1)
+    # Slack fails every post from here on (the summary, with slack_sdk's retries of a 500).
+    bot.fake.fail_next("chat.postMessage", status=500, count=10)
+    bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
+    assert wait_state(bot, 1, "applied").reported_at is None
+    assert bot.services.apply.report_unreported(grace=timedelta(0)) == []  # still down: kept
+    bot.fake.clear_faults()
+    assert bot.services.apply.report_unreported(grace=timedelta(0)) == [1]
+    assert bot.services.apply.report_unreported(grace=timedelta(0)) == []  # once
+    summary = bot.fake.wait_for(
+        "chat.postMessage", predicate=lambda c: c.ok and "Change #1 applied" in str(c.args.get("text"))
+    )
+    assert len(summary) == 1 and "Posted late" in json.dumps(summary[0].args.get("blocks"))
+    assert wait_state(bot, 1, "applied").reported_at is not None
