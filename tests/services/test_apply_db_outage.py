@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, select, update
@@ -90,6 +91,47 @@ def test_database_restart_during_a_pool_wide_apply_loses_nothing_and_writes_noth
             assert state(services, again) == State.PENDING
             services.changes.approve(LEAD, again)
             assert services.apply.execute(again, LEAD) == State.APPLIED
+        finally:
+            sim.clear_faults()
+            services.close()
+
+
+def test_an_outage_longer_than_patience_is_finished_by_recovery_from_live_state(sim, postgres_url):
+    """Results that could not wait are not lost: the resume reads them back from XAPI."""
+    with TcpProxy.for_url(postgres_url) as proxy:
+        services, _ = stack(sim, proxy.url(postgres_url))
+        services.apply.outage_patience = 1.0
+        try:
+            request_id = request(services, Scope("pool", "demo"), "tx")
+            services.changes.approve(LEAD, request_id)
+            with services.sessions() as session:
+                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
+            sim.reset_call_counts()
+            sim.faults.latency(400, "*.add_to_other_config")
+            failure: list[Exception] = []
+
+            def run() -> None:
+                try:
+                    services.apply.execute(request_id, LEAD)
+                except Exception as exc:  # the outage outlasts patience
+                    failure.append(exc)
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            time.sleep(0.3)
+            proxy.cut()
+            worker.join(60)
+            assert failure, "the apply should give up waiting for the database"
+            proxy.restore()
+            sim.clear_faults()
+            assert state(services, request_id) == State.APPLYING
+            assert services.apply.recover(lease=timedelta(0)) == [request_id]
+            assert state(services, request_id) == State.APPLIED
+            with services.sessions() as session:
+                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+            assert len(results) == len({r.interface_uuid for r in results}) == planned
+            assert sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
+                "PIF.add_to_other_config", 0) == planned  # one key each, written once
         finally:
             sim.clear_faults()
             services.close()
