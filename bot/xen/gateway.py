@@ -32,7 +32,8 @@ from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
 from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
-from bot.xen.records import build_inventory
+from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
+from bot.xen.records import Records, build_inventory
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ _MAX_REDIRECTS = 3
 _MAX_RELOGINS = 2
 AUTH_FAILURE_BACKOFF_SECONDS = 30.0
 
-# Classes read for an inventory, each with exactly one get_all_records call.
-_INVENTORY_CLASSES = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")
 
 # A connection that answered this recently is trusted with a write (see _Transport).
 _WARM_SECONDS = 5.0
@@ -149,7 +148,8 @@ class PoolGateway:
         self._executor: ThreadPoolExecutor | None = None
         self._auth_failed_until = 0.0
         self._inventory_lock = threading.Lock()
-        self._inventory: tuple[float, PoolInventory] | None = None
+        self._mirror: RecordMirror | None = None
+        self._mirror_at = 0.0
         self.calls = 0  # XAPI calls made, for benchmarks and metrics
 
     # -- public surface --------------------------------------------------------
@@ -199,28 +199,52 @@ class PoolGateway:
         return list(self._pool_executor().map(fn, materialised))
 
     def inventory(self, max_age: float = 0.0) -> PoolInventory:
-        """The whole pool in one ``get_all_records`` per class, fetched in parallel.
+        """The whole pool: one ``get_all_records`` per class (in parallel) the first time,
+        then only what ``event.from`` says changed since (see ``bot/xen/mirror.py``).
 
-        ``max_age`` > 0 accepts a copy read that recently (inspection commands): a burst of
-        ``/xen vifs`` then costs one read, not one per person. Plans always pass 0 (live).
-        Concurrent callers share one fetch.
+        ``max_age`` > 0 accepts a copy refreshed that recently (inspection commands): a burst
+        of ``/xen vifs`` then costs one refresh, not one per person. Plans pass 0 (live: the
+        changes are asked for now). Concurrent callers share one refresh.
         """
         with self._inventory_lock:
-            cached = self._inventory
-            if cached is not None and max_age > 0 and time.monotonic() - cached[0] <= max_age:
-                return cached[1]
-            inventory = self._read_inventory()
-            self._inventory = (time.monotonic(), inventory)
-            return inventory
+            mirror = self._mirror
+            if mirror is not None and max_age > 0 and time.monotonic() - self._mirror_at <= max_age:
+                return mirror.inventory
+            started = time.monotonic()
+            self._mirror = self._catch_up(mirror)
+            self._mirror_at = started
+            return self._mirror.inventory
 
-    def _read_inventory(self) -> PoolInventory:
-        records = dict(
-            zip(
-                _INVENTORY_CLASSES,
-                self.map(lambda cls: self.call(f"{cls}.get_all_records"), _INVENTORY_CLASSES),
-                strict=True,
-            )
-        )
+    def _catch_up(self, mirror: RecordMirror | None) -> RecordMirror:
+        if mirror is not None and mirror.token and mirror.epoch == self._epoch:
+            try:
+                result = self.call("event.from", list(INVENTORY_CLASSES), mirror.token, 0.0)
+            except XapiError as exc:  # EVENTS_LOST after a long gap, a token the master does not know
+                log.info("pool %s: event feed said %s; reading the whole pool again", self.name, exc.short)
+            else:
+                if mirror.epoch == self._epoch:  # not answered by a new master, whose token differs
+                    if mirror.absorb(result):
+                        mirror.inventory = self._build(mirror.records)
+                    return mirror
+        return self._full_read()
+
+    def _full_read(self) -> RecordMirror:
+        epoch = self._epoch
+        token = self._event_token()
+        read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), INVENTORY_CLASSES)
+        records = {cls: dict(found) for cls, found in zip(INVENTORY_CLASSES, read, strict=True)}
+        return RecordMirror(token if epoch == self._epoch else "", self._epoch, records, self._build(records))
+
+    def _event_token(self) -> str:
+        """A token for "from now on", without the full dump ``event.from`` gives for token "":
+        the token is the database's generation, the same whatever classes are subscribed."""
+        try:
+            return str(self.call("event.from", ["pool"], "", 0.0)["token"])
+        except XapiError as exc:
+            log.info("pool %s: no event token (%s); each fresh inventory will be a full read", self.name, exc.short)
+            return ""
+
+    def _build(self, records: Mapping[str, Records]) -> PoolInventory:
         inventory = build_inventory(
             self.name,
             pools=records["pool"],
