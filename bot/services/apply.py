@@ -422,6 +422,12 @@ class ApplyService:
         """Update the card and post the outcome in its thread; remember that it was posted."""
         with self.sessions() as session:
             counts, failures, activation = self._outcome_of(session, request.id)
+            # The card's place is read again: it may have been recorded after this apply began
+            # (an approval clicked within moments of the card appearing).
+            card = session.execute(
+                select(ChangeRequest.message_channel, ChangeRequest.message_ts).where(ChangeRequest.id == request.id)
+            ).one()
+        request.message_channel, request.message_ts = card.message_channel, card.message_ts
         self.changes.refresh_message(request.id)
         if request.kind == "activate":
             reply = render.activation_summary(request, final, counts, failures)
