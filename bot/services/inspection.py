@@ -1,8 +1,9 @@
 """Read-only use cases: what ``xe pif-list`` / ``vif-param-list`` would say, for every pool.
 
-Every answer is built from one inventory per pool (a fixed number of
-``get_all_records`` calls, read in parallel across pools), never one call per
-object, so a pool of thousands of VIFs answers as fast as a small one.
+Every answer is built from one inventory per pool (one ``get_all_records`` per
+class the first time, then only what ``event.from`` reports changed; read in
+parallel across pools), never one call per object, so a pool of thousands of
+VIFs answers as fast as a small one.
 """
 
 from __future__ import annotations

@@ -9,39 +9,41 @@ Everything runs on loopback: a `xenbot sim --fixture scale:N` process, a fake Sl
 `--replicas N`, N of them on one PostgreSQL database behind a round-robin TCP load balancer
 (tests/tcp_proxy.py). The script requests `offload off pool=bench`, approves it with a signed
 click, and while it applies sends a bounded number of signed `/xen vifs` commands,
-`--concurrency` at a time, measuring the time until each HTTP ack. Every command is also
-answered (its work runs in the bot while the others are acked). `--keepalive` reuses one
-connection per client thread, as a load balancer's backend pool does; without it every
-command opens a new connection, as Slack's own requests may.
+`--concurrency` at a time, measuring the time until each HTTP ack. The commands are sent from
+a child process on one asyncio loop, each signed just before it goes out, so the client's own
+work does not share a GIL with the fake Slack server. Every command's answer is then awaited
+at its response_url (up to `--answer-timeout` seconds). `--keepalive` reuses one connection
+per client, as a load balancer's backend pool does; without it every command opens a new
+connection, as Slack's own requests may.
 
-Prints p50/p99, errors and the CPU seconds each process used; the last line is JSON.
+Prints ack p50/p99 and errors, the server's own mean time per ack (from /metrics), answer
+latency, and the CPU seconds each process used; the last line is JSON.
 Not part of the test run (pytest does not collect tests/benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
+import multiprocessing
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere: the fakes live in tests/
 
-from tests.slack.fake_slack import FakeSlack
+from tests.slack.fake_slack import RESPONSE_URL_METHOD, FakeSlack
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.slack.signing import FORM_CONTENT_TYPE, block_actions, post_signed, sign, slash_command
 from tests.tcp_proxy import TcpProxy
@@ -56,6 +58,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--vms", type=int, default=500)
+    parser.add_argument("--answer-timeout", type=float, default=120, help="seconds to wait for every answer")
     parser.add_argument("--keepalive", action="store_true", help="one persistent connection per client thread")
     parser.add_argument("--replicas", type=int, default=1, help="serve processes behind a load balancer")
     parser.add_argument("--database-url", help="PostgreSQL server for --replicas > 1 (a fresh database is made)")
@@ -86,49 +89,48 @@ def main() -> int:
         fake.wait_for("chat.postMessage", timeout=60)
         post_signed(url, block_actions("xenbot_approve_change", "1", user_id="U0LEAD",
                                        response_url=fake.response_url()), SIGNING_SECRET)
-        # Wait until the apply is under way (in an apply process, which takes a moment to start).
-        fake.wait_for("chat.update", predicate=lambda c: "applying" in str(c.args.get("text", "")), timeout=60)
+        # The approval's answer says the apply has started (in an apply process); whether it was
+        # still running while the commands were sent is checked against the card's final update.
+        fake.wait_for("response_url", predicate=lambda c: "applying it now" in str(c.body), timeout=60)
         before = {"sim": _cpu(sim.pid), **{f"serve{i}": _cpu(p.pid, False) for i, (_, p) in enumerate(serves)},
                   **{f"serve{i}_applies": _cpu(p.pid) - _cpu(p.pid, False) for i, (_, p) in enumerate(serves)}}
         bench_before = time.process_time()
 
-        send = _KeepAlive(url) if args.keepalive else _fresh(url)
-
         from bot.xen.sim.fixtures import scale_fixture
 
         vm = scale_fixture(args.vms)["vms"][0]["name"]  # a VM that exists: the answer is a real listing
-
-        def one(_: int) -> tuple[float, int]:
-            body = slash_command(f"vifs {vm}", response_url=fake.response_url())
-            started = time.perf_counter()
-            try:
-                status = send(body)
-            except OSError:
-                status = 0
-            return time.perf_counter() - started, status
-
-        began = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-            results = list(pool.map(one, range(args.requests)))
-        wall = time.perf_counter() - began
+        bodies = [slash_command(f"vifs {vm}", response_url=fake.response_url()) for _ in range(args.requests)]
+        acks_before = _ack_histogram(url)
+        results, wall, client_cpu = _drive_from_child(url, bodies, args.concurrency, args.keepalive)
         cpu = {name: round(_cpu_of(name, sim, serves) - used, 1) for name, used in before.items()}
-        cpu["bench+fake_slack+balancer"] = round(time.process_time() - bench_before, 1)
-        applying = any("applying" in str(c.args.get("text", "")) for c in fake.calls("chat.update"))
+        cpu["load_client"] = round(client_cpu, 1)
+        cpu["fake_slack+balancer"] = round(time.process_time() - bench_before, 1)
+        acks_after = _ack_histogram(url)
+        answers = _answer_times(fake, bodies, [started for started, _, _ in results], timeout=args.answer_timeout)
+        finished = [c.time for c in fake.calls("chat.update") if _final(str(c.args.get("text", "")))]
+        applying = not finished or min(finished) > min(started for started, _, _ in results)
 
-    latencies = sorted(r[0] * 1000 for r in results)
-    errors = sum(1 for r in results if r[1] != 200)
+    latencies = sorted((ended - started) * 1000 for started, ended, _ in results)
+    errors = sum(1 for _, _, status in results if status != 200)
     if errors:
-        print("statuses:", dict(Counter(r[1] for r in results)))
-    p50 = statistics.median(latencies)
-    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+        print("statuses:", dict(Counter(status for _, _, status in results)))
+    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+    server_ms = _mean_ms(acks_before, acks_after)
+    answer_ms = sorted(answers)
     print(f"{len(results)} signed commands, {args.concurrency} at a time, {args.replicas} replica(s), "
           f"{'keep-alive' if args.keepalive else 'a new connection each'}, in {wall:.1f} s "
           f"({len(results) / wall:.0f}/s); pool-wide apply {'was running' if applying else 'was not running'}")
     print(f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms, errors {errors}")
+    print(f"server-side mean time per ack {server_ms:.1f} ms (xenbot_ack_seconds)")
+    print(f"answered {len(answer_ms)} of {len(results)} via response_url; time from send to answer "
+          f"p50 {_percentile(answer_ms, 50):.0f} ms, p99 {_percentile(answer_ms, 99):.0f} ms")
     print(f"CPU seconds used meanwhile: {cpu} (on {os.cpu_count()} cores)")
     print(json.dumps({"requests": len(results), "concurrency": args.concurrency, "replicas": args.replicas,
                       "keepalive": args.keepalive, "per_second": round(len(results) / wall),
                       "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "errors": errors,
+                      "server_mean_ms": _rounded(server_ms, 1), "answered": len(answer_ms),
+                      "answer_p50_ms": _rounded(_percentile(answer_ms, 50)),
+                      "answer_p99_ms": _rounded(_percentile(answer_ms, 99)),
                       "apply_running": applying, "cpu_seconds": cpu}))
     return 0
 
@@ -207,39 +209,116 @@ def _serve(config: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         serve.wait(60)
 
 
-def _fresh(url: str):  # type: ignore[no-untyped-def]
-    def send(body: bytes) -> int:
-        status, _headers, _body = post_signed(url, body, SIGNING_SECRET, timeout=10)
+def _percentile(values: list[float], percent: int) -> float:
+    if not values:
+        return float("nan")
+    return values[max(0, -(-len(values) * percent // 100) - 1)]
+
+
+def _final(card_text: str) -> bool:
+    """A change card's text once the apply is over (bot/render/changes.py)."""
+    return card_text.endswith(("— applied", "— partially failed", "— failed"))
+
+
+def _rounded(value: float, digits: int = 0) -> float | None:
+    return None if value != value else round(value, digits)  # NaN (nothing measured) becomes null
+
+
+def _ack_histogram(url: str) -> tuple[float, float]:
+    """(sum, count) of the serving replicas' ``xenbot_ack_seconds``, read from ``/metrics``."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    samples = re.findall(r"^(xenbot_ack_seconds_(?:sum|count)) (\S+)$", text, re.M)
+    values = {name: float(value) for name, value in samples}
+    return values.get("xenbot_ack_seconds_sum", 0.0), values.get("xenbot_ack_seconds_count", 0.0)
+
+
+def _mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
+    count = after[1] - before[1]
+    return (after[0] - before[0]) / count * 1000 if count else float("nan")
+
+
+def _answer_times(fake: FakeSlack, bodies: list[bytes], sent: list[float], timeout: float) -> list[float]:
+    """Milliseconds from sending each command to its answer arriving at its response_url."""
+    paths = [urlsplit(parse_qs(body.decode())["response_url"][0]).path for body in bodies]
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived = {call.path: call.time for call in fake.calls(RESPONSE_URL_METHOD)}
+        if all(path in arrived for path in paths) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return [(arrived[path] - started) * 1000 for path, started in zip(paths, sent, strict=True) if path in arrived]
+
+
+def _drive_from_child(
+    url: str, bodies: list[bytes], concurrency: int, keepalive: bool
+) -> tuple[list[tuple[float, float, int]], float, float]:
+    """Send the commands from a process of its own, so the load generator's work does not share
+    a GIL with the fake Slack server that receives the answers; returns its timings and CPU."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_drive, (url, bodies, concurrency, keepalive))
+
+
+def _drive(
+    url: str, bodies: list[bytes], concurrency: int, keepalive: bool
+) -> tuple[list[tuple[float, float, int]], float, float]:
+    """``concurrency`` connections on one event loop, each sending its next command as soon
+    as the previous one is acked: cheap enough that the figures are the server's, not ours.
+    Each body is signed just before it is sent, as Slack does."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    results: list[tuple[float, float, int]] = [(0.0, 0.0, 0)] * len(bodies)
+    todo = iter(enumerate(bodies))
+
+    def request(body: bytes) -> bytes:
+        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Type: {FORM_CONTENT_TYPE}",
+                f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in sign(body, SIGNING_SECRET).items())]
+        if not keepalive:
+            head.append("Connection: close")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    async def status_of(reader: asyncio.StreamReader) -> int:
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        await reader.readexactly(length)
         return status
 
-    return send
+    async def client() -> None:
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        for index, body in todo:
+            started, status = time.time(), 0
+            for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
+                try:
+                    if streams is None:
+                        streams = await asyncio.open_connection(host, port)
+                    streams[1].write(request(body))
+                    status = await asyncio.wait_for(status_of(streams[0]), timeout=10)
+                    break
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    if streams is not None:
+                        streams[1].close()
+                    streams = None
+                    if not keepalive or attempt == 2:
+                        break
+            results[index] = (started, time.time(), status)
+            if not keepalive and streams is not None:
+                streams[1].close()
+                streams = None
 
+    async def run() -> None:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
 
-class _KeepAlive:
-    """One HTTP/1.1 connection per client thread, reopened if the server closes it."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
-        self.local = threading.local()
-
-    def __call__(self, body: bytes) -> int:
-        headers = {"Content-Type": FORM_CONTENT_TYPE, **sign(body, SIGNING_SECRET)}
-        for attempt in (1, 2):
-            connection = getattr(self.local, "connection", None)
-            if connection is None:
-                connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
-            try:
-                connection.request("POST", self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                return response.status
-            except (http.client.HTTPException, ConnectionError):
-                connection.close()
-                self.local.connection = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    cpu_before, began = time.process_time(), time.perf_counter()
+    asyncio.run(run())
+    return results, time.perf_counter() - began, time.process_time() - cpu_before
 
 
 if __name__ == "__main__":
