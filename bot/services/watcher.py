@@ -178,7 +178,7 @@ class PoolWatcher:
 
     def rescan(self) -> None:
         """Take a token first, then read everything: nothing between the two can be missed."""
-        self.token = str(self._poll("", 0.0)["token"])
+        self.token = self.gateway.event_token()  # not event.from(CLASSES, ""): that dumps every VM
         inventory = self.gateway.inventory()
         self.policies.on_changes(self.pool, inventory, affected=None)
         self.scans += 1

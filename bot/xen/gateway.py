@@ -235,11 +235,15 @@ class PoolGateway:
         records = {cls: dict(found) for cls, found in zip(INVENTORY_CLASSES, read, strict=True)}
         return RecordMirror(token if epoch == self._epoch else "", self._epoch, records, self._build(records))
 
-    def _event_token(self) -> str:
+    def event_token(self) -> str:
         """A token for "from now on", without the full dump ``event.from`` gives for token "":
-        the token is the database's generation, the same whatever classes are subscribed."""
+        the token is the database's generation, the same whatever classes are subscribed, so
+        asking about the one ``pool`` object is enough."""
+        return str(self.call("event.from", ["pool"], "", 0.0)["token"])
+
+    def _event_token(self) -> str:
         try:
-            return str(self.call("event.from", ["pool"], "", 0.0)["token"])
+            return self.event_token()
         except XapiError as exc:
             log.info("pool %s: no event token (%s); each fresh inventory will be a full read", self.name, exc.short)
             return ""
