@@ -106,6 +106,7 @@ class PoolWatcher:
         self.scans = 0  # full re-scans done (for tests and logs)
         self._stop = threading.Event()
         self._rescan = threading.Event()
+        self._waiting = threading.Event()  # set while blocked in the long-poll, doing nothing else
         self._thread: threading.Thread | None = None
 
     def request_rescan(self) -> None:
@@ -121,9 +122,16 @@ class PoolWatcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop without waiting out the long-poll (up to ``poll_seconds``, which made every restart
+        slow): a thread blocked there does nothing after it returns; one that is evaluating a
+        burst is let finish before the lease is released."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.poll_seconds + 10)
+            deadline = time.monotonic() + self.poll_seconds + 10
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                self._thread.join(timeout=0.1)
+                if self._waiting.is_set():
+                    break  # it is daemonic, and acts on nothing once the poll returns
         try:
             self.lease.release(self.pool)
         except Exception:  # noqa: BLE001 - best effort; the lease lapses on its own
@@ -156,6 +164,7 @@ class PoolWatcher:
             self._rescan.clear()
             self.rescan()
             return
+        self._waiting.set()
         try:
             result = self._poll(self.token, self.poll_seconds)
         except XapiError as exc:
@@ -164,6 +173,10 @@ class PoolWatcher:
                 self.token = ""
                 return
             raise
+        finally:
+            self._waiting.clear()
+        if self._stop.is_set():
+            return
         burst = _Burst()
         self._absorb(burst, result)
         if burst.empty():

@@ -222,3 +222,26 @@ def test_daily_compliance_summary_is_posted_once(sim, services):
     assert channel == "C0COMPLY" and "Daily compliance 2026-11-28" in reply.text
     services.changes.clock = lambda: at_nine.replace(hour=10)
     assert keeper.daily_compliance() is False
+
+
+def test_stop_does_not_wait_out_the_long_poll_and_hands_the_lease_over(sim, db_url):
+    first, _ = stack(sim, db_url)
+    second, _ = stack(sim, db_url)
+    try:
+        a = watcher(first, holder="replica-a", ttl=60.0)
+        a.poll_seconds = 60.0  # a poll that would outlast any sensible shutdown
+        a.start()
+        wait_for(lambda: a.scans >= 1 and a._waiting.is_set())
+        a.stop()
+        assert a._thread is not None and a._thread.is_alive()  # still in its poll: not waited for
+        # The lease is released at once, so another replica takes the pool over now, not in 60 s.
+        b = watcher(second, holder="replica-b", ttl=60.0)
+        b.start()
+        wait_for(lambda: b.scans >= 1, timeout=10)
+        new_vm(sim, "after-stop", vifs=1)  # wakes a's poll, so its thread can end
+        b.stop()
+        a._thread.join(10)
+        assert not a._thread.is_alive()
+    finally:
+        first.close()
+        second.close()
