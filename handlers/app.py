@@ -26,8 +26,8 @@ def build_app(
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
         token_verification_enabled=verify_token,
         # Our listeners only ack and hand the work to ``work`` (handlers/work.py), so they can run
-        # inline on the request's own thread. Otherwise Bolt runs them on an executor and polls
-        # every 10 ms for the ack, which under load costs more than the listener itself.
+        # inline where the request arrived (handlers/http_server.py's event loop). Otherwise Bolt
+        # runs them on an executor and polls every 10 ms for the ack, which costs more than they do.
         process_before_response=True,
         ignoring_self_events_enabled=True,
     )

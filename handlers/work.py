@@ -2,8 +2,8 @@
 
 If acks waited behind work (as with Bolt's lazy listeners, which share one
 executor), a burst of slow commands could keep acks past Slack's three seconds.
-So listeners ack on the request's own thread and hand the work to this
-separate, bounded pool. On shutdown it finishes what was acked (for a while)
+So listeners ack where the request arrived (the HTTP event loop, or Socket Mode's
+listener thread) and hand the work to this separate, bounded pool. On shutdown it finishes what was acked (for a while)
 instead of dropping answers people are waiting for.
 """
 
