@@ -190,6 +190,15 @@ def recording_delayed(request: RequestLike, reason: str, patience: float) -> Rep
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
 
 
+def recording_abandoned(request: RequestLike) -> Reply:
+    text = (
+        f"Change #{request.id}: the database was unreachable for longer than xenbot waits. The pool writes "
+        "that were done are not lost: once the database is back, xenbot reads them from the pool, records "
+        "them and finishes this change (within a minute or two). Nothing will be written twice."
+    )
+    return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
+
+
 def recording_resumed(request: RequestLike, seconds: float) -> Reply:
     text = f"Change #{request.id}: the database answers again after {seconds:.0f} s; the delayed results are stored."
     return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))], ephemeral=False)

@@ -135,10 +135,13 @@ class _Collector:
             log.warning("change #%s was taken over by another replica; stopping here", request.id)
             return
         except Exception:
-            # Not lost for good: the request stays ``applying`` with a stale heartbeat, and whoever
-            # resumes it re-reads these interfaces from XAPI and records them.
+            # Not lost for good: _apply leaves the request ``applying`` (its heartbeat goes stale),
+            # and whoever resumes it re-reads these interfaces from XAPI and records them.
             self.unstored += len(batch)
             log.exception("could not store %d results of change #%s", len(batch), request.id)
+            if self._outage_since is not None:
+                self._outage_since = None  # later batches must not claim these were stored
+                service.post_in_thread(request, render.recording_abandoned(request))
             return
         if self._outage_since is not None:
             seconds, self._outage_since = time.monotonic() - self._outage_since, None
@@ -303,6 +306,11 @@ class ApplyService:
         finally:
             collector.close()
         if collector.lost:
+            return None
+        if collector.unstored:
+            # Closing now would count only what was stored and hide the rest from recover().
+            log.warning("change #%s stays applying: %d results are for recovery to record",
+                        request.id, collector.unstored)
             return None
         return self._finish(request, resumed)
 

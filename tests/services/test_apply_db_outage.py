@@ -108,20 +108,13 @@ def test_an_outage_longer_than_patience_is_finished_by_recovery_from_live_state(
                 planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
             sim.reset_call_counts()
             sim.faults.latency(400, "*.add_to_other_config")
-            failure: list[Exception] = []
-
-            def run() -> None:
-                try:
-                    services.apply.execute(request_id, LEAD)
-                except Exception as exc:  # the outage outlasts patience
-                    failure.append(exc)
-
-            worker = threading.Thread(target=run)
+            outcome: list[object] = []
+            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
             worker.start()
             time.sleep(0.3)
             proxy.cut()
             worker.join(60)
-            assert failure, "the apply should give up waiting for the database"
+            assert outcome == [None], "the apply gives up waiting for the database and leaves the rest to recovery"
             proxy.restore()
             sim.clear_faults()
             assert state(services, request_id) == State.APPLYING
@@ -132,6 +125,46 @@ def test_an_outage_longer_than_patience_is_finished_by_recovery_from_live_state(
             assert len(results) == len({r.interface_uuid for r in results}) == planned
             assert sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
                 "PIF.add_to_other_config", 0) == planned  # one key each, written once
+        finally:
+            sim.clear_faults()
+            services.close()
+
+
+
+def test_results_given_up_on_keep_the_request_open_even_if_the_database_comes_back(sim, postgres_url):
+    """The database returns before the apply ends: the change must not close on the stored
+    results alone (the dropped ones would be invisible to recovery); it stays applying."""
+    with TcpProxy.for_url(postgres_url) as proxy:
+        services, messenger = stack(sim, proxy.url(postgres_url))
+        services.apply.outage_patience = 0.5
+        try:
+            request_id = request(services, Scope("pool", "demo"), "tx")
+            services.changes.approve(LEAD, request_id)
+            with services.sessions() as session:
+                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
+            sim.reset_call_counts()
+            sim.faults.latency(700, "*.add_to_other_config")  # long enough to outlive the outage
+            outcome: list[object] = []
+            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
+            worker.start()
+            time.sleep(0.2)
+            proxy.cut()
+            deadline = time.monotonic() + 20
+            while not any("longer than xenbot waits" in reply.text for _c, reply, _t in messenger.posts):
+                assert time.monotonic() < deadline, "no batch was given up on"
+                time.sleep(0.05)
+            proxy.restore()
+            worker.join(60)
+            assert outcome == [None] and state(services, request_id) == State.APPLYING
+            sim.clear_faults()
+            assert services.apply.recover(lease=timedelta(0)) == [request_id]
+            assert state(services, request_id) == State.APPLIED
+            with services.sessions() as session:
+                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+            assert len(results) == len({r.interface_uuid for r in results}) == planned
+            writes = sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
+                "PIF.add_to_other_config", 0)
+            assert writes == planned  # one key each, written once
         finally:
             sim.clear_faults()
             services.close()
