@@ -236,9 +236,18 @@ class PoolGateway:
         return RecordMirror(token if epoch == self._epoch else "", self._epoch, records, self._build(records))
 
     def event_token(self) -> str:
-        """A token for "from now on", without the full dump ``event.from`` gives for token "":
-        the token is the database's generation, the same whatever classes are subscribed, so
-        asking about the one ``pool`` object is enough."""
+        """A token for "from now on", for any subscription, without the full dump that
+        ``event.from`` gives for token "".
+
+        ``event.inject`` on the pool object returns one (XAPI's own answer to this). A role that
+        may not inject falls back to ``event.from(["pool"], "")``, whose token is only as recent
+        as the pool object's last change: safe (nothing is missed), but the next poll reports
+        every object changed since then."""
+        pool_ref = next(iter(self.call("pool.get_all")), "")
+        try:
+            return str(self.call("event.inject", "pool", pool_ref, idempotent=False))
+        except XapiError as exc:
+            log.info("pool %s: event.inject refused (%s); taking a token from event.from", self.name, exc.short)
         return str(self.call("event.from", ["pool"], "", 0.0)["token"])
 
     def _event_token(self) -> str:

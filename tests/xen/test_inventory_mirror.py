@@ -70,7 +70,8 @@ def test_new_and_destroyed_objects(sim, gateway):
 
 
 def test_an_idle_pool_costs_one_small_call_and_no_rebuild(sim, gateway):
-    first = gateway.inventory()
+    gateway.inventory()
+    first = gateway.inventory()  # takes in the pool object event.inject touched for the token
     sim.reset_call_counts()
     assert gateway.inventory() is first  # nothing changed: the same snapshot, not a copy
     assert sim.call_counts() == {"event.from": 1}
@@ -107,6 +108,29 @@ def test_a_new_master_means_a_full_read(sim, gateway):
     assert inventory.master.name == new_master
     # The old master's token means nothing to the new one: read everything from it instead.
     assert full_reads(sim) == 7
+
+
+def test_the_token_is_current_even_when_the_pool_object_is_old(sim, gateway, other_tool):
+    """XAPI's event.from token is the newest generation among the *subscribed* objects, so a
+    token from event.from(["pool"], "") lags behind; event.inject's does not. After the full
+    read, the first poll must carry only what changed since, not every VM edited before."""
+    for vm in other_tool.VM.get_all()[:5]:
+        other_tool.VM.add_to_other_config(vm, "touched", "1")  # edits newer than the pool object
+    gateway.inventory()
+    sim.reset_call_counts()
+    mirror = gateway._mirror
+    assert mirror is not None
+    result = gateway.call("event.from", ["VM", "VIF"], mirror.token, 0.0)
+    assert result["events"] == []
+
+
+def test_a_role_that_may_not_inject_still_gets_a_safe_token(sim, gateway, other_tool):
+    sim.faults.fail("event.inject", "RBAC_PERMISSION_DENIED", ["event.inject"], share=1.0)
+    vif = vif_of(gateway, "win7-kiosk")
+    other_tool.VIF.add_to_other_config(vif.ref, "ethtool-ufo", "off")
+    sim.reset_call_counts()
+    assert gateway.inventory().vifs[vif.ref].other_config["ethtool-ufo"] == "off"
+    assert full_reads(sim) == 0  # a lagging token costs a bigger poll, never a missed change
 
 
 def test_without_event_access_every_refresh_is_a_full_read(sim, gateway):

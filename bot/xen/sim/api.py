@@ -397,6 +397,7 @@ class Dispatcher:
             return pool.event_from(classes, a[1], float(timeout), alive=self._alive(ctx.session))
 
         self._add("event.from", ("classes", "token", "timeout"), event_from)
+        self._add("event.inject", ("class", "ref"), lambda ctx, a: pool.inject(a[0], a[1]))
 
         # ---- task
         def task_destroy(ctx: CallContext, a: tuple[Any, ...]) -> Any:

@@ -333,12 +333,15 @@ class Store:
             with self.lock:
                 if since and since < self._forgotten:
                     raise XapiError(errors.EVENTS_LOST, [])
-                events = self._collect(subs, since)
+                events, last = self._collect(subs, since)
                 if events or self._closed or time.monotonic() >= deadline:
+                    # As XAPI: the token is the newest generation among the *subscribed* objects
+                    # reported (or the caller's own when none), not the database's. A token taken
+                    # with a narrow subscription can therefore be far behind the database.
                     return {
                         "events": events,
                         "valid_ref_counts": self.counts(),
-                        "token": format_token(self._generation),
+                        "token": format_token(max(since, last)),
                     }
                 alive()
                 seen = self._generation
@@ -351,6 +354,17 @@ class Store:
                 new_writes = self._generation != seen
             if new_writes and self.event_batch_delay:
                 time.sleep(self.event_batch_delay)  # outside the lock, like XAPI's Thread.delay
+
+    def inject(self, cls: object, ref: object) -> str:
+        """XAPI ``event.inject``: touch the row and return a token from just before the touch, a
+        cheap "from now on" for any subscription (XA ``ocaml/xapi/xapi_event.ml`` ``inject``)."""
+        with self.lock:
+            name = next((c for c in SCHEMA if c.lower() == str(cls).lower()), str(cls))
+            obj = self.get(ref, name)
+            before = self._generation
+            self._touch(obj)
+            self.changed.notify_all()
+            return format_token(before)
 
     def forget_events(self) -> None:
         """Drop every tombstone, so older tokens get ``EVENTS_LOST`` (as after a long outage)."""
@@ -397,14 +411,16 @@ class Store:
             parent.fields[pfld] = value
             self._touch(parent)
 
-    def _collect(self, subs: list[tuple[str, str | None]], since: int) -> list[dict[str, Any]]:
+    def _collect(self, subs: list[tuple[str, str | None]], since: int) -> tuple[list[dict[str, Any]], int]:
         found: list[tuple[int, str, str, str, Obj | None]] = []
+        last = since
         for ref in reversed(self._recent):
             gen = self._recent[ref]
             if gen <= since:
                 break
             obj = self._objs[ref]
             if _matches(subs, obj.cls, ref):
+                last = max(last, gen)
                 if obj.created > since:
                     found.append((obj.created, "add", obj.cls, ref, obj))
                 else:
@@ -412,6 +428,8 @@ class Store:
         for tomb in reversed(self._tombstones):
             if tomb.deleted <= since:
                 break
+            if _matches(subs, tomb.cls, tomb.ref):
+                last = max(last, tomb.deleted)
             if tomb.created <= since and _matches(subs, tomb.cls, tomb.ref):
                 found.append((tomb.deleted, "del", tomb.cls, tomb.ref, None))
         found.sort(key=lambda item: item[0])
@@ -427,4 +445,4 @@ class Store:
             if row is not None:
                 event["snapshot"] = self.record(row)
             events.append(event)
-        return events
+        return events, last
