@@ -181,11 +181,12 @@ def apply_postponed(request: RequestLike, reason: str) -> Reply:
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
 
 
-def recording_delayed(request: RequestLike, reason: str, patience: float) -> Reply:
+def recording_delayed(request: RequestLike, reason: str, patience: float, write_window: float) -> Reply:
     text = (
-        f"Change #{request.id}: xenbot's database is unreachable ({reason}). The pool writes go on; their "
-        f"results are kept in memory and stored as soon as the database answers (xenbot waits up to "
-        f"{patience:.0f} s). Nothing will be written twice."
+        f"Change #{request.id}: xenbot's database is unreachable ({reason}). The pool writes go on for up "
+        f"to {write_window:.0f} s; their results are kept in memory and stored as soon as the database "
+        f"answers (xenbot waits up to {patience:.0f} s). Whatever is left is finished from what the pool "
+        "shows once the database is back. Nothing will be written twice."
     )
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
 

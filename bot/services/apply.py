@@ -79,7 +79,9 @@ class _Collector:
     service's ``outage_patience``) while the workers go on; people are told once when
     recording stalls and once when it resumes. If another replica has taken the request
     over meanwhile, ``lost`` is set and the workers stop writing: the new holder re-reads
-    live state and records what this one did, so nothing is written twice.
+    live state and records what this one did, so nothing is written twice. So that the
+    takeover never meets writes still going on, the workers also stop once no heartbeat
+    has reached the database for ``write_window`` (a third of the lease).
     """
 
     def __init__(self, service: ApplyService, request: ChangeRequest, total: int) -> None:
@@ -89,6 +91,8 @@ class _Collector:
         self.done = 0
         self.lost = False
         self.unstored = 0
+        self.left = 0  # not written: the heartbeat was too old to go on (see ApplyService.write_window)
+        self._recorded_at = time.monotonic()
         self._outage_since: float | None = None
         self._pending: list[Outcome] = []
         self._closed = False
@@ -102,6 +106,16 @@ class _Collector:
             self.done += 1
             if len(self._pending) >= BATCH_SIZE:
                 self._cond.notify()
+
+    def may_write(self) -> bool:
+        """False once the claim may be taken over (or was): the remaining writes are left to recovery."""
+        if self.lost:
+            return False
+        if time.monotonic() - self._recorded_at <= self.service.write_window:
+            return True
+        with self._cond:
+            self.left += 1
+        return False
 
     def close(self) -> None:
         """Store what is left and wait for it: the outcome must be on disk before the summary."""
@@ -143,6 +157,7 @@ class _Collector:
                 self._outage_since = None  # later batches must not claim these were stored
                 service.post_in_thread(request, render.recording_abandoned(request))
             return
+        self._recorded_at = time.monotonic()  # _store refreshed the heartbeat with the batch
         if self._outage_since is not None:
             seconds, self._outage_since = time.monotonic() - self._outage_since, None
             service.post_in_thread(request, render.recording_resumed(request, seconds))
@@ -151,7 +166,9 @@ class _Collector:
         self._outage_since = time.monotonic()
         reason = type(getattr(exc, "orig", None) or exc).__name__
         self.service.post_in_thread(
-            self.request, render.recording_delayed(self.request, reason, self.service.outage_patience)
+            self.request, render.recording_delayed(
+                self.request, reason, self.service.outage_patience, self.service.write_window
+            )
         )
 
 
@@ -175,6 +192,10 @@ class ApplyService:
         self.me = me or executor_id()
         # How long results wait in memory for an unreachable database before xenbot gives up on them.
         self.outage_patience = outage_patience
+        # How long writes go on without a heartbeat reaching the database. Past LEASE another replica
+        # may take the request over and re-read it; stopping well before, with writes in flight
+        # finished, means nothing is written by both (the rest is left to that recovery).
+        self.write_window = LEASE.total_seconds() / 3
         # Request kinds whose approval runs something other than interface writes (policies).
         self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
         # Set by ``xenbot serve``: hands an approved request to an apply process (apply_process.py).
@@ -298,7 +319,7 @@ class ApplyService:
         self._progress(request, 0, len(items))
 
         def one(item: InterfacePlan) -> None:
-            if not collector.lost:
+            if collector.may_write():
                 collector.add(self._apply_one(gateway, item))
 
         try:
@@ -307,10 +328,10 @@ class ApplyService:
             collector.close()
         if collector.lost:
             return None
-        if collector.unstored:
+        if collector.unstored or collector.left:
             # Closing now would count only what was stored and hide the rest from recover().
-            log.warning("change #%s stays applying: %d results are for recovery to record",
-                        request.id, collector.unstored)
+            log.warning("change #%s stays applying: %d results to record and %d interfaces to write are "
+                        "left to recovery", request.id, collector.unstored, collector.left)
             return None
         return self._finish(request, resumed)
 

@@ -170,6 +170,47 @@ def test_results_given_up_on_keep_the_request_open_even_if_the_database_comes_ba
             services.close()
 
 
+
+def test_writes_stop_before_another_replica_could_take_the_change_over(sim, postgres_url):
+    """No heartbeat for ``write_window``: the remaining interfaces are not written here but
+    left to recovery, so a replica that takes over never meets writes still going on."""
+    with TcpProxy.for_url(postgres_url) as proxy:
+        services, _ = stack(sim, proxy.url(postgres_url), pool={"max_concurrency": 1})
+        services.apply.write_window = 0.5
+        services.apply.outage_patience = 10.0
+        try:
+            request_id = request(services, Scope("pool", "demo"), "tx")
+            services.changes.approve(LEAD, request_id)
+            with services.sessions() as session:
+                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
+            sim.reset_call_counts()
+            sim.faults.latency(100, "*.add_to_other_config")
+            outcome: list[object] = []
+            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
+            worker.start()
+            time.sleep(0.3)
+            proxy.cut()
+            time.sleep(1.5)  # well past the write window: writing has stopped
+            writes_during = sim.call_counts().get("VIF.add_to_other_config", 0)
+            time.sleep(0.5)
+            assert sim.call_counts().get("VIF.add_to_other_config", 0) == writes_during < planned
+            proxy.restore()
+            worker.join(60)
+            assert outcome == [None] and state(services, request_id) == State.APPLYING
+            sim.clear_faults()
+            assert services.apply.recover(lease=timedelta(0)) == [request_id]
+            assert state(services, request_id) == State.APPLIED
+            with services.sessions() as session:
+                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+            assert len(results) == len({r.interface_uuid for r in results}) == planned
+            writes = sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
+                "PIF.add_to_other_config", 0)
+            assert writes == planned  # one key each, written once
+        finally:
+            sim.clear_faults()
+            services.close()
+
+
 def _outcome(uuid: str) -> Outcome:
     return Outcome(uuid, uuid, "vif", "applied", {"ethtool-tx": None}, {"ethtool-tx": "off"}, None, "vif-replug")
 
