@@ -686,16 +686,25 @@ class ApplyService:
         return True
 
 
+SETTLE_SECONDS = 300.0  # how long a state change whose answer was lost may take to show (a guest's shutdown)
+SETTLE_POLL_SECONDS = 1.0
+
+
 def _settle(gateway: PoolGateway, method: str, ref: str, probe: str, wanted: object, *extra: object) -> None:
     """Make a state change once; if its answer is lost, look at the state instead of guessing.
 
     Re-sending would fail (``DEVICE_ALREADY_ATTACHED``, ``VM_BAD_POWER_STATE``) or act twice,
-    and treating a lost answer as a failure could leave a VM halted that was meant to restart."""
+    and treating a lost answer as a failure could leave a VM halted that was meant to restart.
+    A lost answer is often a timeout on an operation still under way (a guest can take minutes
+    to shut down), so the state is watched for a while, as long as the pool keeps answering."""
     try:
         gateway.call(method, ref, *extra, idempotent=False)
     except XapiUnavailable:
-        if gateway.call(probe, ref) != wanted:
-            raise
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while gateway.call(probe, ref) != wanted:  # an unreachable pool raises here: nothing to wait for
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(SETTLE_POLL_SECONDS)
         log.info("%s on %s: answer lost, but the state shows it happened", method, ref)
 
 

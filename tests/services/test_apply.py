@@ -273,3 +273,29 @@ def test_lost_answers_during_activation_are_settled_by_looking_not_by_guessing(s
     assert {r.status for r in results} == {"activated"}
     gateway = services.gateways.get("demo")
     assert cycled and {gateway.call("VM.get_power_state", vm_ref) for vm_ref in cycled} == {"Running"}
+
+
+def test_a_shutdown_slower_than_the_call_timeout_is_waited_for_then_the_vm_started(sim, db_url):
+    """The shutdown's answer times out while the guest is still shutting down: xenbot watches
+    the power state until it is Halted and starts the VM, instead of leaving it halted."""
+    services, _ = stack(sim, db_url, pool={"timeout_seconds": 0.5})
+    try:
+        request_id = request(services, Scope("pool", "demo"), "tx")
+        services.changes.approve(LEAD, request_id)
+        assert services.apply.execute(request_id, LEAD) == State.APPLIED
+        services.changes.request_activation("U123", "C123", request_id)
+        activation = request_id + 1
+        with services.sessions() as session:
+            plan = session.get(ChangeRequest, activation).plan["interfaces"]
+        cycled = {i["owner"] for i in plan if i["activation"] == "vm-power-cycle"}
+        assert cycled, "the demo pool has VMs whose offload takes effect only at a power cycle"
+        sim.faults.latency(1500, "VM.clean_shutdown")  # the shutdown happens after the caller gave up
+        services.changes.approve(LEAD, activation)
+        assert services.apply.execute(activation, LEAD) == State.APPLIED
+        gateway = services.gateways.get("demo")
+        assert {gateway.call("VM.get_power_state", vm_ref) for vm_ref in cycled} == {"Running"}
+        counts = sim.call_counts()
+        assert counts.get("VM.clean_shutdown") == counts.get("VM.start") == len(cycled)  # each once
+    finally:
+        sim.clear_faults()
+        services.close()
