@@ -91,6 +91,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
         apply_processes = ApplyProcesses(settings, slack_messenger, settings.apply_processes)
         services.apply.runner = apply_processes.submit
+        services.apply.recovery_runner = apply_processes.recover
     _stop_on_sigterm()
     from bot.services.housekeeping import Housekeeper
 

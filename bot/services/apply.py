@@ -14,6 +14,7 @@ costs a few dozen transactions, not thousands.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -22,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -200,6 +202,10 @@ class ApplyService:
         self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
         # Set by ``xenbot serve``: hands an approved request to an apply process (apply_process.py).
         self.runner: Callable[[int, str], object] | None = None
+        # Likewise for recovery; returns a Future, so a request is not handed over twice at once.
+        self.recovery_runner: Callable[[int, timedelta], Future[Any]] | None = None
+        self._recovering: set[int] = set()
+        self._recovering_lock = threading.Lock()
 
     # -- entry points ---------------------------------------------------------------
 
@@ -236,26 +242,56 @@ class ApplyService:
         return self._apply(request, fresh.interfaces, resumed=False)
 
     def recover(self, lease: timedelta = LEASE) -> list[int]:
-        """Finish what a dead replica (or this one before a restart) left: approved or applying requests."""
+        """Finish what a dead replica (or this one before a restart) left: approved or applying requests.
+
+        With apply processes, the work goes to them like any apply: a pool-wide resume must not
+        hold the serving process's GIL (nor the housekeeper's other duties) for its duration."""
         cutoff = self.clock() - lease
         with self.sessions() as session:
-            stuck = session.scalars(
-                select(ChangeRequest).where(
-                    or_(
-                        (ChangeRequest.state == State.APPROVED) & (ChangeRequest.updated_at <= cutoff),
-                        (ChangeRequest.state == State.APPLYING)
-                        & or_(ChangeRequest.heartbeat_at.is_(None), ChangeRequest.heartbeat_at <= cutoff),
-                    )
-                )
-            ).all()
+            stuck = session.scalars(select(ChangeRequest.id).where(self._stuck(cutoff))).all()
         handled = []
-        for request in stuck:
-            if request.state == State.APPROVED:
-                self.execute(request.id)
+        for request_id in stuck:
+            if self.recovery_runner is None:
+                self.recover_one(request_id, lease)
             else:
-                self._resume(request)
-            handled.append(request.id)
+                with self._recovering_lock:
+                    if request_id in self._recovering:
+                        continue  # handed over already and still running or queued
+                    self._recovering.add(request_id)
+                try:
+                    job = self.recovery_runner(request_id, lease)
+                except Exception:
+                    with self._recovering_lock:
+                        self._recovering.discard(request_id)
+                    raise
+                job.add_done_callback(functools.partial(self._recovered, request_id))
+            handled.append(request_id)
         return handled
+
+    def recover_one(self, request_id: int, lease: timedelta = LEASE) -> State | None:
+        """Finish one request if it is still stuck: judged again here, as it may have moved on
+        since ``recover`` picked it (its holder's heartbeat came back, another replica took it)."""
+        with self.sessions() as session:
+            request = session.scalars(
+                select(ChangeRequest).where(ChangeRequest.id == request_id, self._stuck(self.clock() - lease))
+            ).first()
+        if request is None:
+            return None
+        if request.state == State.APPROVED:
+            return self.execute(request.id)
+        return self._resume(request)
+
+    def _recovered(self, request_id: int, _job: object = None) -> None:
+        with self._recovering_lock:
+            self._recovering.discard(request_id)
+
+    @staticmethod
+    def _stuck(cutoff: datetime) -> Any:
+        return or_(
+            (ChangeRequest.state == State.APPROVED) & (ChangeRequest.updated_at <= cutoff),
+            (ChangeRequest.state == State.APPLYING)
+            & or_(ChangeRequest.heartbeat_at.is_(None), ChangeRequest.heartbeat_at <= cutoff),
+        )
 
     # -- claiming -------------------------------------------------------------------
 

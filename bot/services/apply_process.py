@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,14 +72,23 @@ class ApplyProcesses:
         self._send(request_id, actor, outcome, retries=1)
         return outcome
 
-    def _send(self, request_id: int, actor: str, outcome: Future[str | None], retries: int) -> None:
+    def recover(self, request_id: int, lease: timedelta) -> Future[str | None]:
+        """Finish a stuck request in a child (``ApplyService.recover_one``), like an apply."""
+        outcome: Future[str | None] = Future()
+        self._send(request_id, "system", outcome, retries=1, lease=lease)
+        return outcome
+
+    def _send(
+        self, request_id: int, actor: str, outcome: Future[str | None], retries: int, lease: timedelta | None = None
+    ) -> None:
+        work, args = (_execute, (request_id, actor)) if lease is None else (_recover, (request_id, lease))
         with self._lock:
             pool = self._pool
             try:
-                job = pool.submit(_execute, request_id, actor)
+                job = pool.submit(work, *args)
             except BrokenProcessPool:
                 pool = self._replace(pool)
-                job = pool.submit(_execute, request_id, actor)
+                job = pool.submit(work, *args)
 
         def done(job: Future[str | None]) -> None:
             if job.cancelled():
@@ -91,7 +101,7 @@ class ApplyProcesses:
                 # to recover(), which resumes it once its heartbeat is stale.
                 with self._lock:
                     self._replace(pool)
-                self._send(request_id, actor, outcome, retries - 1)
+                self._send(request_id, actor, outcome, retries - 1, lease)
             elif exc is not None:
                 log.error("apply of change #%s failed in its process", request_id, exc_info=exc)
                 outcome.set_exception(exc)
@@ -152,4 +162,10 @@ def _ready() -> bool:
 def _execute(request_id: int, actor: str) -> str | None:
     assert _services is not None, "child not initialised"
     state = _services.apply.execute(request_id, actor)
+    return None if state is None else str(state)
+
+
+def _recover(request_id: int, lease: timedelta) -> str | None:
+    assert _services is not None, "child not initialised"
+    state = _services.apply.recover_one(request_id, lease)
     return None if state is None else str(state)

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot.db.models import ChangeResult
+from bot.db.models import ChangeRequest, ChangeResult
 from bot.domain.approvals import State
 from bot.services.apply_process import ApplyProcesses
 from bot.services.changes import Scope
@@ -41,6 +43,34 @@ def test_an_apply_process_applies_and_a_killed_one_is_replaced(sim, db_url):
         assert processes.submit(second, LEAD).result(timeout=60) == State.APPLIED
         assert state(services, second) == State.APPLIED
     finally:
+        processes.close()
+        services.close()
+
+
+def test_recovery_runs_in_an_apply_process_and_is_handed_over_once(sim, db_url):
+    """A request left applying by a dead replica is resumed in a child, not on the serving
+    process's housekeeper thread; asking again while it runs does not queue it twice."""
+    services, _ = stack(sim, db_url)
+    processes = ApplyProcesses(services.settings, null_messenger, processes=1)
+    services.apply.recovery_runner = processes.recover
+    try:
+        request_id = request(services, Scope("pool", "demo"), "tx")
+        services.changes.approve(LEAD, request_id)
+        with services.sessions.begin() as session:
+            session.execute(update(ChangeRequest).where(ChangeRequest.id == request_id).values(
+                state=State.APPLYING, executor="gone-host:1:dead", heartbeat_at=None))
+        sim.faults.latency(50, "*.add_to_other_config")  # long enough to ask again meanwhile
+        assert services.apply.recover(lease=timedelta(0)) == [request_id]
+        assert services.apply.recover(lease=timedelta(0)) == []  # already handed over
+        deadline = time.monotonic() + 60
+        while state(services, request_id) != State.APPLIED:
+            assert time.monotonic() < deadline, "the recovery did not finish"
+            time.sleep(0.1)
+        with services.sessions() as session:
+            executor = session.get(ChangeRequest, request_id).executor
+        assert executor is not None and int(executor.split(":")[1]) != os.getpid()
+    finally:
+        sim.clear_faults()
         processes.close()
         services.close()
 
