@@ -483,8 +483,12 @@ class ApplyService:
         activation = Counter(r.activation for r in results if r.status == "applied")
         return counts, failures, activation
 
-    def _report(self, request: ChangeRequest, final: State, note: str | None = None) -> bool:
-        """Update the card and post the outcome in its thread; remember that it was posted."""
+    def _report(self, request: ChangeRequest, final: State, note: str | None = None, claimed: bool = False) -> bool:
+        """Update the card and post the outcome in its thread, once.
+
+        The post is claimed first (``reported_at``, compare-and-set), so a slow Slack cannot
+        make the housekeeper's ``report_unreported`` post it a second time meanwhile; a post
+        Slack did not take releases the claim for it. Returns False when Slack did not take it."""
         with self.sessions() as session:
             counts, failures, activation = self._outcome_of(session, request.id)
             # The card's place is read again: it may have been recorded after this apply began
@@ -500,16 +504,22 @@ class ApplyService:
             reply = render.apply_summary(request, final, counts, failures, activation)
         if note:
             reply = render.with_note(reply, note)
+        if not claimed:
+            try:
+                if not self._mark_reported(request.id, self.clock()):
+                    return True  # someone else has posted it
+            except Exception:  # post anyway: a late duplicate is better than no outcome at all
+                log.exception("could not claim the outcome post of change #%s", request.id)
         if not self.post_in_thread(request, reply):
-            return False  # Slack did not take it: report_unreported() tries again
-        try:
-            with self.sessions.begin() as session:
-                session.execute(
-                    update(ChangeRequest).where(ChangeRequest.id == request.id).values(reported_at=self.clock())
-                )
-        except Exception:
-            log.exception("could not mark change #%s as reported", request.id)
+            self._release_report(request.id)  # report_unreported() tries again
+            return False
         return True
+
+    def _release_report(self, request_id: int) -> None:
+        try:
+            self._mark_reported(request_id, None)
+        except Exception:
+            log.exception("could not release the outcome post of change #%s", request_id)
 
     def report_unreported(self, grace: timedelta = timedelta(seconds=30)) -> list[int]:
         """Post the outcomes that Slack did not take when the changes finished.
@@ -528,10 +538,12 @@ class ApplyService:
         for request in rows:
             if request.kind in self.finishers or not self._mark_reported(request.id, now):
                 continue
-            if self._report(request, State(request.state), note=LATE_REPORT_NOTE):
-                reported.append(request.id)
-            else:
-                self._mark_reported(request.id, None)
+            try:
+                if self._report(request, State(request.state), note=LATE_REPORT_NOTE, claimed=True):
+                    reported.append(request.id)
+            except Exception:
+                log.exception("could not report change #%s; trying again later", request.id)
+                self._release_report(request.id)
         return reported
 
     def _mark_reported(self, request_id: int, when: datetime | None) -> bool:

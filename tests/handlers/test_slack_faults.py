@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -86,7 +87,13 @@ def test_an_outcome_slack_did_not_take_is_posted_when_it_answers_again(change_bo
     # Slack fails every post from here on (the summary, with slack_sdk's retries of a 500).
     bot.fake.fail_next("chat.postMessage", status=500, count=10)
     bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
-    assert wait_state(bot, 1, "applied").reported_at is None
+    wait_state(bot, 1, "applied")
+    # The post is claimed first, so the housekeeper cannot post it meanwhile; Slack refusing it
+    # releases the claim once slack_sdk has given up.
+    deadline = time.monotonic() + 30
+    while wait_state(bot, 1, "applied").reported_at is not None:
+        assert time.monotonic() < deadline, "the failed post did not release its claim"
+        time.sleep(0.1)
     assert bot.services.apply.report_unreported(grace=timedelta(0)) == []  # still down: kept
     bot.fake.clear_faults()
     assert bot.services.apply.report_unreported(grace=timedelta(0)) == [1]
@@ -96,3 +103,20 @@ def test_an_outcome_slack_did_not_take_is_posted_when_it_answers_again(change_bo
     )
     assert len(summary) == 1 and "Posted late" in json.dumps(summary[0].args.get("blocks"))
     assert wait_state(bot, 1, "applied").reported_at is not None
+
+
+def test_a_slow_outcome_post_is_not_posted_again_by_the_housekeeper(change_bot, sim):
+    """The finishing apply claims its outcome post before sending it: while Slack is slow to
+    answer, the housekeeper's late-report sweep leaves it alone."""
+    bot = change_bot
+    bot.command("offload off vm=centos7-db01 modes=tx", user=REQUESTER)
+    approval_card(bot, 1)
+    bot.fake.delay_next("chat.postMessage", 2.0)  # the summary post is slow to be answered
+    bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
+    wait_state(bot, 1, "applied")
+    assert bot.services.apply.report_unreported(grace=timedelta(0)) == []  # claimed by the apply
+    summaries = bot.fake.wait_for(
+        "chat.postMessage", predicate=lambda c: c.ok and "Change #1 applied" in str(c.args.get("text")))
+    time.sleep(0.5)
+    assert len(summaries) == 1
+    assert len([c for c in bot.fake.calls("chat.postMessage") if "Change #1 applied" in str(c.args.get("text"))]) == 1
