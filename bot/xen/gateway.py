@@ -147,6 +147,7 @@ class PoolGateway:
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._executor: ThreadPoolExecutor | None = None
         self._auth_failed_until = 0.0
+        self._closed = False
         self._inventory_lock = threading.Lock()
         self._mirror: RecordMirror | None = None
         self._mirror_at = 0.0
@@ -310,6 +311,7 @@ class PoolGateway:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             ref, self._session_ref = self._session_ref, None
             idle, self._idle = self._idle, []
         if ref:
@@ -334,6 +336,10 @@ class PoolGateway:
             with self._lock:
                 if self._session_ref is not None:
                     return self._session_generation
+            if self._closed:
+                # Shutting down: a call still in flight (a watcher's long-poll) must not log in again
+                # after close() logged out, or that new session would never be logged out.
+                raise XapiUnavailable(self.name, "the gateway is closed")
             if time.monotonic() < self._auth_failed_until:
                 # Repeating a refused password can lock the account; wait for the operator's fix.
                 raise XapiAuthFailed(self.name, self.settings.username)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -144,3 +145,26 @@ def test_tls_is_verified_by_default():
 )
 def test_master_address_to_url(base, address, expected):
     assert url_for_address(base, address) == expected
+
+
+def test_a_call_in_flight_at_close_does_not_log_in_again(sim):
+    """A watcher's long-poll is still waiting when shutdown logs the session out: it must end,
+    not open a new session that nobody would ever log out."""
+    gw = PoolGateway(pool_settings(sim), retry_delays=(0.01,))
+    token = gw.event_token()
+    errors: list[Exception] = []
+
+    def poll() -> None:
+        try:
+            gw.call("event.from", ["VM"], token, 30.0)
+        except (XapiError, XapiUnavailable) as exc:
+            errors.append(exc)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.3)
+    logins = sim.call_counts().get("session.login_with_password", 0)
+    gw.close()
+    poller.join(10)
+    assert not poller.is_alive() and errors
+    assert sim.call_counts().get("session.login_with_password", 0) == logins
