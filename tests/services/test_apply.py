@@ -253,15 +253,20 @@ def test_a_slow_pool_that_times_out_mid_write_is_recorded_as_it_really_is(sim, d
         services.close()
 
 
-def test_lost_answers_during_activation_are_settled_by_looking_not_by_guessing(sim, services):
-    """A power cycle whose shutdown answer is lost must still start the VM; a lost plug is not a failure."""
+def _applied_then_activation_requested(services) -> tuple[int, list[dict]]:
+    """A pool-wide change applied, and its activation requested: the activation's id and plan."""
     request_id = request(services, Scope("pool", "demo"), "tx")
     services.changes.approve(LEAD, request_id)
     assert services.apply.execute(request_id, LEAD) == State.APPLIED
     services.changes.request_activation("U123", "C123", request_id)
     activation = request_id + 1
     with services.sessions() as session:
-        plan = session.get(ChangeRequest, activation).plan["interfaces"]
+        return activation, session.get(ChangeRequest, activation).plan["interfaces"]
+
+
+def test_lost_answers_during_activation_are_settled_by_looking_not_by_guessing(sim, services):
+    """A power cycle whose shutdown answer is lost must still start the VM; a lost plug is not a failure."""
+    activation, plan = _applied_then_activation_requested(services)
     assert {"vm-power-cycle", "vif-replug"} <= {i["activation"] for i in plan}
     cycled = {i["owner"] for i in plan if i["activation"] == "vm-power-cycle"}  # VM refs in an activation
     sim.faults.drop("VM.clean_shutdown", share=1.0, after_execute=True, times=1)
@@ -280,13 +285,7 @@ def test_a_shutdown_slower_than_the_call_timeout_is_waited_for_then_the_vm_start
     the power state until it is Halted and starts the VM, instead of leaving it halted."""
     services, _ = stack(sim, db_url, pool={"timeout_seconds": 0.5})
     try:
-        request_id = request(services, Scope("pool", "demo"), "tx")
-        services.changes.approve(LEAD, request_id)
-        assert services.apply.execute(request_id, LEAD) == State.APPLIED
-        services.changes.request_activation("U123", "C123", request_id)
-        activation = request_id + 1
-        with services.sessions() as session:
-            plan = session.get(ChangeRequest, activation).plan["interfaces"]
+        activation, plan = _applied_then_activation_requested(services)
         cycled = {i["owner"] for i in plan if i["activation"] == "vm-power-cycle"}
         assert cycled, "the demo pool has VMs whose offload takes effect only at a power cycle"
         sim.faults.latency(1500, "VM.clean_shutdown")  # the shutdown happens after the caller gave up

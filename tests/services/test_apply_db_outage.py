@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select, update
@@ -96,119 +99,96 @@ def test_database_restart_during_a_pool_wide_apply_loses_nothing_and_writes_noth
             services.close()
 
 
-def test_an_outage_longer_than_patience_is_finished_by_recovery_from_live_state(sim, postgres_url):
-    """Results that could not wait are not lost: the resume reads them back from XAPI."""
+@contextmanager
+def _behind_a_proxy(sim, postgres_url: str, **pool: object) -> Iterator[tuple[Any, Any, TcpProxy]]:
+    """A service stack whose database connections go through a proxy the test can cut."""
     with TcpProxy.for_url(postgres_url) as proxy:
-        services, _ = stack(sim, proxy.url(postgres_url))
-        services.apply.outage_patience = 1.0
+        services, messenger = stack(sim, proxy.url(postgres_url), pool=pool or None)
         try:
-            request_id = request(services, Scope("pool", "demo"), "tx")
-            services.changes.approve(LEAD, request_id)
-            with services.sessions() as session:
-                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
-            sim.reset_call_counts()
-            sim.faults.latency(400, "*.add_to_other_config")
-            outcome: list[object] = []
-            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
-            worker.start()
-            time.sleep(0.3)
-            proxy.cut()
-            worker.join(60)
-            assert outcome == [None], "the apply gives up waiting for the database and leaves the rest to recovery"
-            proxy.restore()
-            sim.clear_faults()
-            assert state(services, request_id) == State.APPLYING
-            assert services.apply.recover(lease=timedelta(0)) == [request_id]
-            assert state(services, request_id) == State.APPLIED
-            with services.sessions() as session:
-                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
-            assert len(results) == len({r.interface_uuid for r in results}) == planned
-            assert sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
-                "PIF.add_to_other_config", 0) == planned  # one key each, written once
+            yield services, messenger, proxy
         finally:
             sim.clear_faults()
             services.close()
 
+
+def _approved_pool_change(services, sim, write_latency_ms: int) -> tuple[int, int]:
+    """A pool-wide change, approved, with slow writes; returns its id and how many interfaces it plans."""
+    request_id = request(services, Scope("pool", "demo"), "tx")
+    services.changes.approve(LEAD, request_id)
+    with services.sessions() as session:
+        planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
+    sim.reset_call_counts()
+    sim.faults.latency(write_latency_ms, "*.add_to_other_config")
+    return request_id, planned
+
+
+def _apply_in_background(services, request_id: int) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
+    worker.start()
+    return worker, outcome
+
+
+def _left_applying_then_recovered_once(services, sim, proxy, worker, outcome, request_id: int, planned: int) -> None:
+    """The database is back and the apply has given up, leaving the change applying; recovery
+    finishes it, every interface recorded once and every key written once in all."""
+    proxy.restore()
+    worker.join(60)
+    assert outcome == [None], "the apply leaves what it could not record or write to recovery"
+    sim.clear_faults()
+    assert state(services, request_id) == State.APPLYING
+    assert services.apply.recover(lease=timedelta(0)) == [request_id]
+    assert state(services, request_id) == State.APPLIED
+    with services.sessions() as session:
+        results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+    assert len(results) == len({r.interface_uuid for r in results}) == planned
+    counts = sim.call_counts()
+    assert counts.get("VIF.add_to_other_config", 0) + counts.get("PIF.add_to_other_config", 0) == planned
+
+
+def test_an_outage_longer_than_patience_is_finished_by_recovery_from_live_state(sim, postgres_url):
+    """Results that could not wait are not lost: the resume reads them back from XAPI."""
+    with _behind_a_proxy(sim, postgres_url) as (services, _, proxy):
+        services.apply.outage_patience = 1.0
+        request_id, planned = _approved_pool_change(services, sim, 400)
+        worker, outcome = _apply_in_background(services, request_id)
+        time.sleep(0.3)
+        proxy.cut()
+        worker.join(60)
+        _left_applying_then_recovered_once(services, sim, proxy, worker, outcome, request_id, planned)
 
 
 def test_results_given_up_on_keep_the_request_open_even_if_the_database_comes_back(sim, postgres_url):
     """The database returns before the apply ends: the change must not close on the stored
     results alone (the dropped ones would be invisible to recovery); it stays applying."""
-    with TcpProxy.for_url(postgres_url) as proxy:
-        services, messenger = stack(sim, proxy.url(postgres_url))
+    with _behind_a_proxy(sim, postgres_url) as (services, messenger, proxy):
         services.apply.outage_patience = 0.5
-        try:
-            request_id = request(services, Scope("pool", "demo"), "tx")
-            services.changes.approve(LEAD, request_id)
-            with services.sessions() as session:
-                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
-            sim.reset_call_counts()
-            sim.faults.latency(700, "*.add_to_other_config")  # long enough to outlive the outage
-            outcome: list[object] = []
-            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
-            worker.start()
-            time.sleep(0.2)
-            proxy.cut()
-            deadline = time.monotonic() + 20
-            while not any("longer than xenbot waits" in reply.text for _c, reply, _t in messenger.posts):
-                assert time.monotonic() < deadline, "no batch was given up on"
-                time.sleep(0.05)
-            proxy.restore()
-            worker.join(60)
-            assert outcome == [None] and state(services, request_id) == State.APPLYING
-            sim.clear_faults()
-            assert services.apply.recover(lease=timedelta(0)) == [request_id]
-            assert state(services, request_id) == State.APPLIED
-            with services.sessions() as session:
-                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
-            assert len(results) == len({r.interface_uuid for r in results}) == planned
-            writes = sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
-                "PIF.add_to_other_config", 0)
-            assert writes == planned  # one key each, written once
-        finally:
-            sim.clear_faults()
-            services.close()
-
+        request_id, planned = _approved_pool_change(services, sim, 700)  # outlives the outage
+        worker, outcome = _apply_in_background(services, request_id)
+        time.sleep(0.2)
+        proxy.cut()
+        deadline = time.monotonic() + 20
+        while not any("longer than xenbot waits" in reply.text for _c, reply, _t in messenger.posts):
+            assert time.monotonic() < deadline, "no batch was given up on"
+            time.sleep(0.05)
+        _left_applying_then_recovered_once(services, sim, proxy, worker, outcome, request_id, planned)
 
 
 def test_writes_stop_before_another_replica_could_take_the_change_over(sim, postgres_url):
     """No heartbeat for ``write_window``: the remaining interfaces are not written here but
     left to recovery, so a replica that takes over never meets writes still going on."""
-    with TcpProxy.for_url(postgres_url) as proxy:
-        services, _ = stack(sim, proxy.url(postgres_url), pool={"max_concurrency": 1})
+    with _behind_a_proxy(sim, postgres_url, max_concurrency=1) as (services, _, proxy):
         services.apply.write_window = 0.5
         services.apply.outage_patience = 10.0
-        try:
-            request_id = request(services, Scope("pool", "demo"), "tx")
-            services.changes.approve(LEAD, request_id)
-            with services.sessions() as session:
-                planned = len(session.get(ChangeRequest, request_id).plan["interfaces"])
-            sim.reset_call_counts()
-            sim.faults.latency(100, "*.add_to_other_config")
-            outcome: list[object] = []
-            worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(request_id, LEAD)))
-            worker.start()
-            time.sleep(0.3)
-            proxy.cut()
-            time.sleep(1.5)  # well past the write window: writing has stopped
-            writes_during = sim.call_counts().get("VIF.add_to_other_config", 0)
-            time.sleep(0.5)
-            assert sim.call_counts().get("VIF.add_to_other_config", 0) == writes_during < planned
-            proxy.restore()
-            worker.join(60)
-            assert outcome == [None] and state(services, request_id) == State.APPLYING
-            sim.clear_faults()
-            assert services.apply.recover(lease=timedelta(0)) == [request_id]
-            assert state(services, request_id) == State.APPLIED
-            with services.sessions() as session:
-                results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
-            assert len(results) == len({r.interface_uuid for r in results}) == planned
-            writes = sim.call_counts().get("VIF.add_to_other_config", 0) + sim.call_counts().get(
-                "PIF.add_to_other_config", 0)
-            assert writes == planned  # one key each, written once
-        finally:
-            sim.clear_faults()
-            services.close()
+        request_id, planned = _approved_pool_change(services, sim, 100)
+        worker, outcome = _apply_in_background(services, request_id)
+        time.sleep(0.3)
+        proxy.cut()
+        time.sleep(1.5)  # well past the write window: writing has stopped
+        writes_during = sim.call_counts().get("VIF.add_to_other_config", 0)
+        time.sleep(0.5)
+        assert sim.call_counts().get("VIF.add_to_other_config", 0) == writes_during < planned
+        _left_applying_then_recovered_once(services, sim, proxy, worker, outcome, request_id, planned)
 
 
 def _outcome(uuid: str) -> Outcome:
