@@ -111,9 +111,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.http:
             from bot.health import readiness
-            from handlers.http_server import make_server
+            from handlers.http_server import HttpServer
 
-            server = make_server(app, args.host, args.port, ready=lambda: readiness(services))
+            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:

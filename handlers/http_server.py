@@ -76,10 +76,6 @@ class HttpServer:
         self._socket.close()
 
 
-def make_server(app: App, host: str, port: int, ready: ReadyCheck | None = None) -> HttpServer:
-    return HttpServer(app, host, port, ready)
-
-
 def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -1,8 +1,8 @@
 """Plain read models of a pool, free of XenAPI, Slack and SQL.
 
 They are built from a handful of ``get_all_records`` calls, kept current with
-``event.from`` (bot/xen/mirror.py), and then answer every question (lists, name resolution, plans, diagnoses) without
-touching XAPI again. Integers arrive from XAPI as strings; they are converted
+``event.from`` (bot/xen/mirror.py), and then answer every question (lists, name
+resolution, plans, diagnoses) without touching XAPI again. Integers arrive from XAPI as strings; they are converted
 here, once, so nobody downstream has to remember that sharp edge.
 """
 

@@ -15,7 +15,7 @@ reported again by the next poll rather than missed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.domain.model import PoolInventory
@@ -34,7 +34,6 @@ class RecordMirror:
     epoch: int  # the gateway's master epoch the token belongs to
     records: dict[str, dict[str, Mapping[str, Any]]]
     inventory: PoolInventory
-    polls: int = field(default=0)
 
     def absorb(self, result: Mapping[str, Any]) -> bool:
         """Apply one ``event.from`` answer; True when any record changed."""
@@ -47,8 +46,8 @@ class RecordMirror:
             if event.get("operation") == "del":
                 changed |= self.records[cls].pop(ref, None) is not None
             elif isinstance(event.get("snapshot"), Mapping):
+                # A touch with no change (event.inject, XAPI's periodic pool heartbeat) needs no rebuild.
+                changed |= self.records[cls].get(ref) != event["snapshot"]
                 self.records[cls][ref] = event["snapshot"]
-                changed = True
         self.token = str(result.get("token", ""))
-        self.polls += 1
         return changed

@@ -24,7 +24,7 @@ from bot.wiring import Services, build
 from handlers.app import build_app
 from handlers.client import web_client
 from handlers.directory import GroupDirectory
-from handlers.http_server import make_server
+from handlers.http_server import HttpServer
 from handlers.messenger import SlackMessenger
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
@@ -129,7 +129,7 @@ def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
-    server = make_server(app, "127.0.0.1", 0, ready=lambda: readiness(services))
+    server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
