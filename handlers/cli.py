@@ -64,7 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import logs
+    from bot import heap, logs
     from handlers.app import build_app
     from handlers.client import web_client
     from handlers.directory import GroupDirectory
@@ -114,6 +114,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.http_server import HttpServer
 
             server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
+            heap.settle()  # start-up is over: what lives now lives for good (bot/heap.py)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -130,6 +131,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 from bot import metrics
 
                 start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+            heap.settle()
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:

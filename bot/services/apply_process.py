@@ -138,7 +138,7 @@ _services: Services | None = None
 
 
 def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
-    from bot import logs
+    from bot import heap, logs
     from bot.wiring import build
 
     global _services
@@ -153,6 +153,7 @@ def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
     except OSError as exc:  # e.g. systemd's SystemCallFilter=~@resources
         log.info("apply process keeps normal priority: %s", exc)
     _services = build(settings, messenger=messenger(settings))
+    heap.settle()  # a pool-wide apply allocates fast; collections need not walk the imports
 
 
 def _ready() -> bool:
