@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import multiprocess as _multiprocess
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -26,6 +34,11 @@ def registry() -> CollectorRegistry:
         return REGISTRY
     shared = CollectorRegistry()
     _multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+    # The multiprocess collector only sums our own series. CPU, memory, file descriptors and the
+    # garbage collector are the serving process's, where operators look first when acks slow down.
+    ProcessCollector(registry=shared)
+    PlatformCollector(registry=shared)
+    GCCollector(registry=shared)
     return shared
 
 

@@ -102,6 +102,9 @@ def test_two_replicas_apply_once_and_answer_an_alert_once(sim, fake_slack, db_ur
         writes_seen = sum(_metric(endpoint, 'xenbot_xapi_calls_total{error="",method="VIF.add_to_other_config",'
                                             'pool="demo"}') for endpoint in (a, b))
         assert writes_seen == counts.get("VIF.add_to_other_config", 0)
+        # ...and so do the serving process's own CPU and memory, which that mode does not export.
+        assert _metric(a, "process_resident_memory_bytes") > 0
+        assert _metric(a, "process_cpu_seconds_total") > 0
         # The same alert event delivered to both replicas: one diagnosis.
         event = corpus("zabbix_problem")
         for endpoint in (a, b):
