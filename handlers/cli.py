@@ -8,13 +8,17 @@ import shutil
 import signal
 import sys
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings, load_for_command
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.001
+WARM_UP_SECONDS = 20.0  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
 
 
 def register(subparsers: Any) -> None:
@@ -114,6 +118,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.http_server import HttpServer
 
             server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
+            _warm_up(services)
             heap.settle()  # start-up is over: what lives now lives for good (bot/heap.py)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
@@ -131,6 +136,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 from bot import metrics
 
                 start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+            _warm_up(services)
             heap.settle()
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
@@ -144,6 +150,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             apply_processes.close()
         services.close()
     return 0
+
+
+def _warm_up(services: Services) -> None:
+    for pool, outcome in services.gateways.warm_up(WARM_UP_SECONDS).items():
+        if outcome == "read":
+            log.info("pool %s: inventory read", pool)
+        else:
+            log.warning("pool %s: not read at start-up (%s); its first command will read it", pool, outcome)
 
 
 def _stop_on_sigterm() -> None:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MessengerFactory = Callable[[Settings], Messenger]
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as in bot.metrics, which cannot be imported first
 NICENESS = 10
+WARM_UP_SECONDS = 20.0
 
 
 def share_metrics() -> Path | None:
@@ -63,8 +64,7 @@ class ApplyProcesses:
         self._processes = processes
         self._lock = threading.Lock()
         self._pool = self._new_pool()
-        # Start a child now, in the background, so the first approval does not wait for imports.
-        self._pool.submit(_ready)
+        self._start_children(self._pool)
 
     def submit(self, request_id: int, actor: str) -> Future[str | None]:
         """Start applying ``request_id`` in a child; the future holds the final state's name."""
@@ -116,7 +116,15 @@ class ApplyProcesses:
             log.warning("an apply process died; starting new ones")
             broken.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
+            self._start_children(self._pool)
         return self._pool
+
+    def _start_children(self, pool: ProcessPoolExecutor) -> None:
+        """Start every child now, in the background (imports, services, a first read of each pool:
+        seconds of CPU), rather than when approvals arrive and the bot is busiest. The executor
+        spawns a child for each job that finds none idle, so one no-op job per child does it."""
+        for _ in range(self._processes):
+            pool.submit(_ready)
 
     def close(self) -> None:
         """Let running applies finish in their children; queued ones are picked up again by recover()."""
@@ -153,6 +161,7 @@ def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
     except OSError as exc:  # e.g. systemd's SystemCallFilter=~@resources
         log.info("apply process keeps normal priority: %s", exc)
     _services = build(settings, messenger=messenger(settings))
+    _services.gateways.warm_up(WARM_UP_SECONDS)  # the first apply then reads only what changed
     heap.settle()  # a pool-wide apply allocates fast; collections need not walk the imports
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -515,6 +515,26 @@ class Gateways:
             return self._by_name[name.lower()]
         except KeyError:
             raise KeyError(name) from None
+
+    def warm_up(self, timeout: float) -> dict[str, str]:
+        """Read every pool's inventory now, in parallel, for up to ``timeout`` seconds.
+
+        Run before serving: the first read of a large pool is the one expensive one (a 500-VM
+        pool is about half a second of XML-RPC parsing under the GIL), and done on the first
+        command instead it holds up every ack arriving meanwhile; after it, reads are event-fed
+        increments. A pool that is down or slow is not waited for beyond ``timeout``: its first
+        command reads it instead. Returns each pool's outcome, for the log."""
+        if not self._by_name:
+            return {}
+        executor = ThreadPoolExecutor(max_workers=len(self), thread_name_prefix="xenbot-warm-up")
+        reads = {executor.submit(gateway.inventory): gateway.name for gateway in self}
+        finished, _ = wait(reads, timeout)
+        executor.shutdown(wait=False)
+        outcomes = {}
+        for read, name in reads.items():
+            failure = read.exception() if read in finished else None
+            outcomes[name] = "still reading" if read not in finished else "read" if failure is None else str(failure)
+        return outcomes
 
     def close(self) -> None:
         for gateway in self._by_name.values():

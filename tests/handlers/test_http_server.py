@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.client
 import signal
 import threading
+import time
 from urllib.parse import urlsplit
 
+from bot.services.inspection import READ_CACHE_SECONDS
 from tests.handlers.test_observability import get
 from tests.handlers.test_replicas import start_replica
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
@@ -80,6 +82,8 @@ def test_sigterm_finishes_what_was_acked_and_exits_cleanly(sim, fake_slack, tmp_
     )
     process, endpoint = start_replica(str(config))
     try:
+        assert sim.call_counts().get("VM.get_all_records") == 1  # the pool was read before serving
+        time.sleep(READ_CACHE_SECONDS + 0.1)  # that copy is now too old for an inspection command
         sim.set_latency(300)  # the answer needs the pool: it is still being worked on at SIGTERM
         response_url = fake_slack.response_url()
         status, _headers, _body = post_signed(endpoint, slash_command("vifs win7-kiosk", response_url=response_url),

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
-from bot.xen.gateway import PoolGateway, url_for_address
+from bot.xen.gateway import Gateways, PoolGateway, url_for_address
 from tests.conftest_xen import pool_settings
 
 
@@ -168,3 +168,30 @@ def test_a_call_in_flight_at_close_does_not_log_in_again(sim):
     poller.join(10)
     assert not poller.is_alive() and errors
     assert sim.call_counts().get("session.login_with_password", 0) == logins
+
+
+
+def test_warm_up_reads_every_pool_so_their_first_commands_ask_xapi_nothing(sim):
+    pools = Gateways([pool_settings(sim, name="demo"), pool_settings(sim, name="again")])
+    try:
+        assert pools.warm_up(timeout=30) == {"demo": "read", "again": "read"}
+        sim.reset_call_counts()
+        pools.get("demo").inventory(max_age=60)
+        assert sim.call_counts() == {}
+    finally:
+        pools.close()
+
+
+def test_warm_up_names_a_pool_it_could_not_read_and_does_not_wait_past_its_timeout(sim):
+    down = Gateways([pool_settings(sim, name="down", url="http://127.0.0.1:9/")], retry_delays=(0.01,))
+    sim.faults.hang("*.get_all_records")
+    slow = Gateways([pool_settings(sim, name="slow")])
+    try:
+        assert "unreachable" in down.warm_up(timeout=10)["down"]
+        started = time.monotonic()
+        assert slow.warm_up(timeout=0.5) == {"slow": "still reading"}
+        assert time.monotonic() - started < 5  # start-up goes on; the first command reads it
+    finally:
+        sim.faults.release()
+        down.close()
+        slow.close()
