@@ -2,14 +2,17 @@
 while a pool-wide offload change is being applied.
 
 Usage:  python tests/benchmarks/bench_ack.py [--requests 500] [--concurrency 50] [--vms 500]
-                                             [--keepalive] [--replicas 2 --database-url postgresql://...]
+                                             [--keepalive] [--replicas 2 --database-url postgresql://...
+                                             [--balancer haproxy|python]]
 
 Everything runs on loopback: a `xenbot sim --fixture scale:N` process, a fake Slack Web API
 (tests/slack/fake_slack.py), and `xenbot serve --http` as separate processes — with
-`--replicas N`, N of them on one PostgreSQL database behind a round-robin TCP load balancer
-(tests/tcp_proxy.py). The script requests `offload off pool=bench`, approves it with a signed
-click, and while it applies sends a bounded number of signed `/xen vifs` commands,
-`--concurrency` at a time, measuring the time until each HTTP ack. The commands are sent from
+`--replicas N`, N of them on one PostgreSQL database behind a round-robin load balancer:
+HAProxy in HTTP mode when it is installed (Debian: apt-get install haproxy), else the tests'
+Python TCP proxy (tests/tcp_proxy.py), whose own GIL then shows in the figures. The script
+requests `offload off pool=bench`, approves it with a signed click, and while it applies sends
+a bounded number of signed `/xen vifs` commands, `--concurrency` at a time, measuring the time
+until each HTTP ack. The commands are sent from
 a child process on one asyncio loop, each signed just before it goes out, so the client's own
 work does not share a GIL with the fake Slack server. Every command's answer is then awaited
 at its response_url (up to `--answer-timeout` seconds). `--keepalive` reuses one connection
@@ -31,6 +34,8 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +57,7 @@ from tests.tcp_proxy import TcpProxy
 SIM_LINE = re.compile(r"at (http://\S+) \(user (\S+), password (\S+)\)")
 SERVE_LINE = re.compile(r"at http://[^:]+:(\d+)/slack/events")
 TICKS = os.sysconf("SC_CLK_TCK")
+HAPROXY = shutil.which("haproxy")
 
 
 def main() -> int:
@@ -63,7 +69,11 @@ def main() -> int:
     parser.add_argument("--keepalive", action="store_true", help="one persistent connection per client thread")
     parser.add_argument("--replicas", type=int, default=1, help="serve processes behind a load balancer")
     parser.add_argument("--database-url", help="PostgreSQL server for --replicas > 1 (a fresh database is made)")
+    parser.add_argument("--balancer", choices=["haproxy", "python"], default="haproxy" if HAPROXY else "python",
+                        help="in front of --replicas: HAProxy (the default when installed) or the tests' TCP proxy")
     args = parser.parse_args()
+    if args.balancer == "haproxy" and not HAPROXY:
+        parser.error("--balancer haproxy: haproxy is not on PATH (Debian: apt-get install haproxy)")
     if args.replicas > 1 and not args.database_url:
         parser.error("--replicas > 1 needs --database-url postgresql://... (replicas share one database)")
     folder = Path(tempfile.mkdtemp(prefix="xenbot-bench-"))
@@ -79,9 +89,14 @@ def main() -> int:
             f'approvers = ["U0LEAD"]\n[policies]\nwatch = false\n'
         )
         serves = [stack.enter_context(_serve(config)) for _ in range(args.replicas)]
+        haproxy_pid = None
         if args.replicas > 1:
-            balancer = stack.enter_context(TcpProxy(*[("127.0.0.1", port) for port, _ in serves]))
-            url = f"http://127.0.0.1:{balancer.port}/slack/events"
+            ports = [port for port, _ in serves]
+            if args.balancer == "haproxy":
+                balancer_port, haproxy_pid = stack.enter_context(_haproxy(ports, folder))
+            else:
+                balancer_port = stack.enter_context(TcpProxy(*[("127.0.0.1", port) for port in ports])).port
+            url = f"http://127.0.0.1:{balancer_port}/slack/events"
         else:
             url = f"http://127.0.0.1:{serves[0][0]}/slack/events"
 
@@ -96,6 +111,7 @@ def main() -> int:
         before = {"sim": _cpu(sim.pid), **{f"serve{i}": _cpu(p.pid, False) for i, (_, p) in enumerate(serves)},
                   **{f"serve{i}_applies": _cpu(p.pid) - _cpu(p.pid, False) for i, (_, p) in enumerate(serves)}}
         bench_before = time.process_time()
+        haproxy_before = _cpu(haproxy_pid) if haproxy_pid else 0.0
 
         from bot.xen.sim.fixtures import scale_fixture
 
@@ -105,7 +121,10 @@ def main() -> int:
         results, wall, client_cpu = _drive_from_child(url, bodies, args.concurrency, args.keepalive)
         cpu = {name: round(_cpu_of(name, sim, serves) - used, 1) for name, used in before.items()}
         cpu["load_client"] = round(client_cpu, 1)
-        cpu["fake_slack+balancer"] = round(time.process_time() - bench_before, 1)
+        if haproxy_pid:
+            cpu["haproxy"] = round(_cpu(haproxy_pid) - haproxy_before, 1)
+        in_process = "fake_slack" if haproxy_pid or args.replicas == 1 else "fake_slack+balancer"
+        cpu[in_process] = round(time.process_time() - bench_before, 1)
         acks_after = _ack_histogram(url)
         answers = _answer_times(fake, bodies, [started for started, _, _ in results], timeout=args.answer_timeout)
         finished = [c.time for c in fake.calls("chat.update") if _final(str(c.args.get("text", "")))]
@@ -118,7 +137,8 @@ def main() -> int:
     p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
     server_ms = _mean_ms(acks_before, acks_after)
     answer_ms = sorted(answers)
-    print(f"{len(results)} signed commands, {args.concurrency} at a time, {args.replicas} replica(s), "
+    balanced = f" behind {args.balancer}" if args.replicas > 1 else ""
+    print(f"{len(results)} signed commands, {args.concurrency} at a time, {args.replicas} replica(s){balanced}, "
           f"{'keep-alive' if args.keepalive else 'a new connection each'}, in {wall:.1f} s "
           f"({len(results) / wall:.0f}/s); pool-wide apply {'was running' if applying else 'was not running'}")
     print(f"ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms, errors {errors}")
@@ -127,6 +147,7 @@ def main() -> int:
           f"p50 {_percentile(answer_ms, 50):.0f} ms, p99 {_percentile(answer_ms, 99):.0f} ms")
     print(f"CPU seconds used meanwhile: {cpu} (on {os.cpu_count()} cores)")
     print(json.dumps({"requests": len(results), "concurrency": args.concurrency, "replicas": args.replicas,
+                      "balancer": args.balancer if args.replicas > 1 else None,
                       "keepalive": args.keepalive, "per_second": round(len(results) / wall),
                       "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "errors": errors,
                       "server_mean_ms": _rounded(server_ms, 1), "answered": len(answer_ms),
@@ -208,6 +229,39 @@ def _serve(config: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     finally:
         serve.terminate()
         serve.wait(60)
+
+
+@contextmanager
+def _haproxy(ports: list[int], folder: Path) -> Iterator[tuple[int, int]]:
+    """HAProxy in HTTP mode, round-robin over the replicas, reusing its connections to them, as
+    a production balancer would; yields its port and pid. Unlike TcpProxy it is not Python in
+    this process: the figures are the replicas', not the balancer's."""
+    with socket.socket() as probe:  # a free port; HAProxy binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = folder / "haproxy.cfg"
+    servers = "\n".join(f"  server xenbot{i} 127.0.0.1:{p}" for i, p in enumerate(ports))
+    config.write_text(
+        "global\n  maxconn 4096\n  nbthread 1\n"
+        "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n"
+        f"frontend slack\n  bind 127.0.0.1:{port}\n  default_backend xenbot\n"
+        f"backend xenbot\n  balance roundrobin\n  http-reuse always\n{servers}\n"
+    )
+    assert HAPROXY is not None
+    process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stderr=open(folder / "haproxy.log", "a"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.05)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def _percentile(values: list[float], percent: int) -> float:
