@@ -148,6 +148,8 @@ class PoolWatcher:
                 self.step()
                 backoff = 1.0
             except XenError as exc:
+                if self._stop.is_set():
+                    break  # the poll in flight at shutdown failed because the gateway was closed
                 log.warning("watcher %s: %s; re-scanning after %.0f s", self.pool, exc, backoff)
                 self.token = ""
                 self._stop.wait(backoff)

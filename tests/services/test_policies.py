@@ -7,6 +7,7 @@ enforced change is printed (``-s`` shows it) and documented in the README.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -245,3 +246,18 @@ def test_stop_does_not_wait_out_the_long_poll_and_hands_the_lease_over(sim, db_u
     finally:
         first.close()
         second.close()
+
+
+def test_a_poll_cut_short_by_shutdown_is_not_reported_as_an_unreachable_pool(sim, db_url, caplog):
+    services, _ = stack(sim, db_url)
+    a = watcher(services, holder="replica-a", ttl=60.0)
+    a.poll_seconds = 60.0
+    a.start()
+    wait_for(lambda: a.scans >= 1 and a._waiting.is_set())
+    a.stop()
+    services.close()  # as serve does next: the gateway closes under the poll still in flight
+    new_vm(sim, "wakes-the-poll", vifs=1)
+    assert a._thread is not None
+    a._thread.join(10)
+    assert not a._thread.is_alive()
+    assert not [r for r in caplog.records if r.name == "bot.services.watcher" and r.levelno >= logging.WARNING]
