@@ -70,7 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import heap, logs
     from handlers.app import build_app
-    from handlers.client import web_client
+    from handlers.client import SlackNotReady, check_token, web_client
     from handlers.directory import GroupDirectory
 
     logs.configure(settings.log_level)
@@ -78,6 +78,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from handlers.messenger import SlackMessenger
 
     client = web_client(settings)
+    try:
+        check_token(client)
+    except SlackNotReady as exc:
+        print(f"xenbot: {exc}", file=sys.stderr)
+        return 1 if exc.retryable else 2
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     from handlers.work import WorkPool
@@ -97,6 +102,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         services.apply.runner = apply_processes.submit
         services.apply.recovery_runner = apply_processes.recover
     _stop_on_sigterm()
+    status = 0
     from bot.services.housekeeping import Housekeeper
 
     housekeeper = Housekeeper(
@@ -142,6 +148,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:
         pass
+    except SlackNotReady as exc:
+        print(f"xenbot: {exc}", file=sys.stderr)
+        status = 1 if exc.retryable else 2
     finally:
         work.shutdown()
         housekeeper.stop()
@@ -149,7 +158,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if apply_processes is not None:
             apply_processes.close()
         services.close()
-    return 0
+    return status
 
 
 def _warm_up(services: Services) -> None:

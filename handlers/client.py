@@ -12,7 +12,12 @@ card is harmless).
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Sequence
+
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -21,7 +26,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_API_URL = "https://slack.com/api/"
+# Waits between start-up attempts to reach Slack (about half a minute in all): rides out a blip
+# or a proxy that starts after us; a longer outage is the restart policy's to retry.
+START_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -38,3 +48,33 @@ def web_client(settings: Settings) -> WebClient:
             ServerErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+class SlackNotReady(Exception):
+    """Start-up cannot go on: ``retryable`` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def check_token(client: WebClient, delays: Sequence[float] = START_RETRY_DELAYS) -> None:
+    """Ask Slack who the bot token belongs to (``auth.test``) before anything is served.
+
+    Bolt asks this too when the app is built, but an answer it does not like ends in a
+    traceback; here a refused token is one line saying so (no retry: only a new token helps)
+    and an unreachable Slack is retried for a while, then reported likewise."""
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            client.auth_test()
+            return
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown error")
+            raise SlackNotReady(f"Slack refused the bot token ({error}): check SLACK_BOT_TOKEN",
+                                retryable=False) from None
+        except (SlackClientError, OSError) as exc:  # refused, DNS, TLS, timeout (URLError is an OSError)
+            reason = f"could not reach Slack at {client.base_url}: {exc}"
+            if delay is None:
+                raise SlackNotReady(reason, retryable=True) from None
+            log.warning("%s (attempt %d; trying again in %.0f s)", reason, attempt, delay)
+            time.sleep(delay)
