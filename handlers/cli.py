@@ -14,6 +14,7 @@ from bot.settings import Settings, load_for_command
 
 if TYPE_CHECKING:
     from bot.wiring import Services
+    from handlers.client import SlackNotReady
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import heap, logs
+    from bot import logs
     from handlers.app import build_app
     from handlers.client import SlackNotReady, check_token, web_client
     from handlers.directory import GroupDirectory
@@ -81,8 +82,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         check_token(client)
     except SlackNotReady as exc:
-        print(f"xenbot: {exc}", file=sys.stderr)
-        return 1 if exc.retryable else 2
+        return _refused(exc)
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     from handlers.work import WorkPool
@@ -123,9 +123,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from bot.health import readiness
             from handlers.http_server import HttpServer
 
+            _finish_starting(services)  # before the port is bound: nothing queues meanwhile
             server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
-            _warm_up(services)
-            heap.settle()  # start-up is over: what lives now lives for good (bot/heap.py)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -142,15 +141,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 from bot import metrics
 
                 start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
-            _warm_up(services)
-            heap.settle()
+            _finish_starting(services)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:
         pass
     except SlackNotReady as exc:
-        print(f"xenbot: {exc}", file=sys.stderr)
-        status = 1 if exc.retryable else 2
+        status = _refused(exc)
     finally:
         work.shutdown()
         housekeeper.stop()
@@ -161,12 +158,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
-def _warm_up(services: Services) -> None:
+def _finish_starting(services: Services) -> None:
+    """Read every pool once, then freeze what start-up left on the heap (bot/heap.py): the first
+    commands find the pools read, and garbage collections no longer walk the imports."""
+    from bot import heap
+
     for pool, outcome in services.gateways.warm_up(WARM_UP_SECONDS).items():
         if outcome == "read":
             log.info("pool %s: inventory read", pool)
         else:
             log.warning("pool %s: not read at start-up (%s); its first command will read it", pool, outcome)
+    heap.settle()
+
+
+def _refused(exc: SlackNotReady) -> int:
+    print(f"xenbot: {exc}", file=sys.stderr)
+    return 1 if exc.retryable else 2
 
 
 def _stop_on_sigterm() -> None:

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 MessengerFactory = Callable[[Settings], Messenger]
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as in bot.metrics, which cannot be imported first
 NICENESS = 10
-WARM_UP_SECONDS = 20.0
 
 
 def share_metrics() -> Path | None:
@@ -120,8 +119,8 @@ class ApplyProcesses:
         return self._pool
 
     def _start_children(self, pool: ProcessPoolExecutor) -> None:
-        """Start every child now, in the background (imports, services, a first read of each pool:
-        seconds of CPU), rather than when approvals arrive and the bot is busiest. The executor
+        """Start every child now, in the background (imports and services: a second or more of
+        CPU each), rather than when approvals arrive and the bot is busiest. The executor
         spawns a child for each job that finds none idle, so one no-op job per child does it."""
         for _ in range(self._processes):
             pool.submit(_ready)
@@ -161,7 +160,6 @@ def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
     except OSError as exc:  # e.g. systemd's SystemCallFilter=~@resources
         log.info("apply process keeps normal priority: %s", exc)
     _services = build(settings, messenger=messenger(settings))
-    _services.gateways.warm_up(WARM_UP_SECONDS)  # the first apply then reads only what changed
     heap.settle()  # a pool-wide apply allocates fast; collections need not walk the imports
 
 
