@@ -233,9 +233,9 @@ def _serve(config: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
 
 
 def _wait_until_started(pids: list[int], quiet_share: float = 0.05, timeout: float = 60.0) -> None:
-    """Wait until the serve processes and their apply processes are done starting (imports, a
-    first read of the pool), which takes seconds of CPU after serve prints its address: the
-    benchmark measures a running bot during an apply, not a bot still starting up."""
+    """Wait until the apply processes are done starting too (imports, services): seconds of CPU
+    after serve prints its address. The benchmark measures a running bot during an apply, not a
+    bot still starting up."""
     deadline = time.monotonic() + timeout
     used = sum(_cpu(pid) for pid in pids)
     while time.monotonic() < deadline:
@@ -244,7 +244,7 @@ def _wait_until_started(pids: list[int], quiet_share: float = 0.05, timeout: flo
         if now - used < quiet_share * 0.5 * len(pids):
             return
         used = now
-    print("warning: serve was still busy starting after 60 s; measuring anyway")
+    print(f"warning: serve was still busy starting after {timeout:.0f} s; measuring anyway")
 
 
 @contextmanager
