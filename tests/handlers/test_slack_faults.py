@@ -89,7 +89,9 @@ def test_an_outcome_slack_did_not_take_is_posted_when_it_answers_again(change_bo
     bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
     wait_state(bot, 1, "applied")
     # The post is claimed first, so the housekeeper cannot post it meanwhile; Slack refusing it
-    # releases the claim once slack_sdk has given up.
+    # releases the claim once slack_sdk has given up (a first try and two retries of the 500).
+    bot.fake.wait_for("chat.postMessage", count=3, timeout=30, predicate=lambda c: not c.ok
+                      and "Change #1 applied" in str(c.args.get("text")))
     deadline = time.monotonic() + 30
     while wait_state(bot, 1, "applied").reported_at is not None:
         assert time.monotonic() < deadline, "the failed post did not release its claim"
