@@ -63,7 +63,6 @@ class ApplyProcesses:
         self._processes = processes
         self._lock = threading.Lock()
         self._pool = self._new_pool()
-        self._start_children(self._pool)
 
     def submit(self, request_id: int, actor: str) -> Future[str | None]:
         """Start applying ``request_id`` in a child; the future holds the final state's name."""
@@ -115,28 +114,27 @@ class ApplyProcesses:
             log.warning("an apply process died; starting new ones")
             broken.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            self._start_children(self._pool)
         return self._pool
-
-    def _start_children(self, pool: ProcessPoolExecutor) -> None:
-        """Start every child now, in the background (imports and services: a second or more of
-        CPU each), rather than when approvals arrive and the bot is busiest. The executor
-        spawns a child for each job that finds none idle, so one no-op job per child does it."""
-        for _ in range(self._processes):
-            pool.submit(_ready)
 
     def close(self) -> None:
         """Let running applies finish in their children; queued ones are picked up again by recover()."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        """A pool whose children are all starting already, in the background (imports and
+        services: a second or more of CPU each), rather than when approvals arrive and the bot
+        is busiest. The executor spawns a child for each job that finds none idle, so one no-op
+        job per child does it."""
+        pool = ProcessPoolExecutor(
             max_workers=self._processes,
             # spawn, not fork: the parent has threads (HTTP, housekeeping) and open connections.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_child,
             initargs=(self._settings, self._messenger),
         )
+        for _ in range(self._processes):
+            pool.submit(_ready)
+        return pool
 
 
 # -- in the child -------------------------------------------------------------------
