@@ -202,25 +202,42 @@ def plan_change(
 
 def plan_restore(
     inventory: PoolInventory,
-    previous: Mapping[str, Mapping[str, str | None]],
+    written: Mapping[str, Mapping[str, tuple[str | None, str | None]]],
     scope_label: str,
 ) -> Plan:
-    """A revert: put back each interface's recorded previous values (``None`` = remove the key)."""
+    """A revert: put back the previous value of every key xenbot wrote (``None`` = remove the key).
+
+    ``written`` maps interface uuid → key → (previous value, the value xenbot wrote). A key
+    still at xenbot's value is restored; one already back at its previous value needs
+    nothing; one at a third value was changed by someone since, and is left alone (noted)."""
     planned: list[InterfacePlan] = []
     unchanged = 0
     missing = []
-    for uuid, values in previous.items():
+    theirs = []
+    for uuid, keys in written.items():
         iface = inventory.interface(uuid)
         if iface is None:
             missing.append(uuid)
             continue
         current = iface.other_config
-        changes = [KeyChange(k, current.get(k), v) for k, v in sorted(values.items()) if current.get(k) != v]
+        changes = []
+        for k, (previous, ours) in sorted(keys.items()):
+            if current.get(k) == previous:
+                continue
+            if current.get(k) == ours:
+                changes.append(KeyChange(k, ours, previous))
+            else:
+                theirs.append(f"{iface.label} {k}={current.get(k)!r}")
         if changes:
             planned.append(_interface_plan(inventory, iface, changes))
         else:
             unchanged += 1
     notes = [f"{len(missing)} interface(s) no longer exist and are skipped"] if missing else []
+    if theirs:
+        notes.append(
+            f"{len(theirs)} key(s) were changed by someone else since and are left alone: "
+            + ", ".join(theirs[:10]) + (" …" if len(theirs) > 10 else "")
+        )
     return Plan("restore", (), inventory.pool, "pool", scope_label, tuple(planned), unchanged, tuple(notes))
 
 

@@ -28,11 +28,16 @@ class XapiError(XenError):
 
 
 class XapiUnavailable(XenError):
-    """The pool could not be reached (refused, timed out, TLS failure, no master found)."""
+    """The pool could not be reached (refused, timed out, TLS failure, no master found).
 
-    def __init__(self, pool: str, reason: str) -> None:
+    ``unsent`` is True only when the call certainly never reached XAPI (connection refused,
+    no session): a write may then be sent again. Otherwise its answer was lost and it may
+    have run, or may still run later."""
+
+    def __init__(self, pool: str, reason: str, *, unsent: bool = False) -> None:
         self.pool = pool
         self.reason = reason
+        self.unsent = unsent
         super().__init__(f"pool {pool!r} is unreachable: {reason}")
 
 

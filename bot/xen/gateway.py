@@ -187,7 +187,8 @@ class PoolGateway:
             except _CONNECTION_ERRORS as exc:
                 metrics.XAPI_CALLS.labels(self.name, method, "UNREACHABLE").inc()
                 if not idempotent or attempt >= len(self._retry_delays):
-                    raise XapiUnavailable(self.name, _describe(exc)) from None
+                    unsent = isinstance(exc, ConnectionRefusedError)
+                    raise XapiUnavailable(self.name, _describe(exc), unsent=unsent) from None
                 log.info("xapi %s on %s: %s; retrying", method, self.name, _describe(exc))
                 time.sleep(self._retry_delays[attempt])
                 attempt += 1
@@ -279,30 +280,15 @@ class PoolGateway:
     def other_config(self, kind: InterfaceKind, ref: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.call(f"{_cls(kind)}.get_other_config", ref).items()}
 
-    def write_other_config(
-        self, kind: InterfaceKind, ref: str, changes: Mapping[str, str | None], known: Mapping[str, str]
-    ) -> dict[str, str]:
-        """Apply key changes without touching other keys, then read back the whole map.
+    def add_key(self, kind: InterfaceKind, ref: str, key: str, value: str) -> None:
+        """``add_to_other_config``: fails with MAP_DUPLICATE_KEY when the key exists, even with
+        the same value. Never re-sent by the gateway: a lost answer raises XapiUnavailable."""
+        self.call(f"{_cls(kind)}.add_to_other_config", ref, key, value, idempotent=False)
 
-        ``known`` is the map as last read; it saves a remove for keys that were
-        absent. ``add_to_other_config`` fails with MAP_DUPLICATE_KEY even for an
-        identical value, so a key that appeared meanwhile is removed and re-added.
-        """
-        cls = _cls(kind)
-        for map_key, value in changes.items():
-            if value is None:
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-                continue
-            if map_key in known:
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-            try:
-                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
-            except XapiError as exc:
-                if exc.code != "MAP_DUPLICATE_KEY":
-                    raise
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
-        return self.other_config(kind, ref)
+    def remove_key(self, kind: InterfaceKind, ref: str, key: str) -> None:
+        """``remove_from_other_config`` (a no-op for an absent key). Not re-sent either: a first
+        try that lands late, after xenbot re-added the key, would remove xenbot's new value."""
+        self.call(f"{_cls(kind)}.remove_from_other_config", ref, key, idempotent=False)
 
     def check(self) -> str:
         """Log in (following the master) and return the master's URL; raises when unreachable."""
@@ -389,7 +375,7 @@ class PoolGateway:
             self._set_master(url)
             log.info("logged in to pool %s at %s", self.name, url)
             return str(session._session)
-        raise XapiUnavailable(self.name, last_error)
+        raise XapiUnavailable(self.name, last_error, unsent=True)  # no session: no call was sent
 
     def _follow_master(self, address: str) -> None:
         new_url = url_for_address(self._master_url, address) if address else self.settings.url
