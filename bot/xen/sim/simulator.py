@@ -59,6 +59,7 @@ class Simulator:
             "sim.forget_events": self.pool.forget_events,
             "sim.start_of_day": self.pool.start_of_day,
             "sim.set_task_delay": self.set_task_delay,
+            "sim.set_guest_agent_delay": self.set_guest_agent_delay,
         }
 
     # ---------------------------------------------------------------- start
@@ -76,15 +77,19 @@ class Simulator:
         task_delay_ms: float = 50.0,
         event_batch_ms: float = 50.0,
         network_backend: str = "openvswitch",
+        guest_agent_delay_ms: float | None = 0.0,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
         ``fixture`` is ``"demo"``, ``"scale:N"``, a path to a YAML/JSON file, or an
         already-parsed dict. ``port=0`` picks a free port. ``task_delay_ms`` is how
         long an ``Async.`` task stays ``pending``; ``event_batch_ms`` is the pause
-        after a wake-up before ``event.from`` answers (XAPI uses 50 ms).
+        after a wake-up before ``event.from`` answers (XAPI uses 50 ms). ``guest_agent_delay_ms``
+        is how long after ``VM.start`` the guest agent reports again (``VM.guest_metrics`` is
+        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never.
         """
         pool = build_pool(load_fixture(fixture), seed=seed, network_backend=network_backend)
+        pool.agent.delay = None if guest_agent_delay_ms is None else guest_agent_delay_ms / 1000.0
         pool.event_batch_delay = event_batch_ms / 1000.0
         dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
         faults = Faults(seed=seed)
@@ -105,6 +110,7 @@ class Simulator:
         if self._stopped:
             return
         self._stopped = True
+        self.pool.agent.close()
         self.pool.close()
         self.server.stop()
 
@@ -203,6 +209,10 @@ class Simulator:
     def set_task_delay(self, ms: float) -> None:
         """How long ``Async.`` tasks stay pending before they run."""
         self.dispatcher.task_delay = float(ms) / 1000.0
+
+    def set_guest_agent_delay(self, ms: float | None) -> None:
+        """How long after ``VM.start`` guest agents report again (``None``/negative: never)."""
+        self.pool.agent.delay = None if ms is None or float(ms) < 0 else float(ms) / 1000.0
 
     def clear_faults(self) -> None:
         """Remove all fault rules, release hung calls, reset the global latency to 0."""

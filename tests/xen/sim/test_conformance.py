@@ -567,7 +567,7 @@ def test_unplugged_pif_has_no_effective_state() -> None:
         bond = bridge_sim.pool.pif("xcp-host1", "bond0")
         assert bridge_sim.effective_offload(bond)["tx"] == "off"  # Linux bridge: the bond is a netdev
         vlan = bridge_sim.pool.pif("xcp-host2", "bond0", vlan=200)  # nothing uses WAN on host2
-        assert bridge_sim.effective_offload(vlan) == dict.fromkeys(PIF_OFFLOAD_KEYS, "on")
+        assert bridge_sim.effective_offload(vlan) == {**dict.fromkeys(PIF_OFFLOAD_KEYS, "on"), "lro": "off"}
         xapi.PIF.unplug(vlan)
         assert xapi.PIF.get_currently_attached(vlan) is False
         assert bridge_sim.effective_offload(vlan) == {}

@@ -1,0 +1,82 @@
+"""The simulator is not kinder than XAPI (issue 14): each test states one behaviour of the
+real toolstack, cites the xen-api file it comes from, and checks it through the stock
+``XenAPI`` client over HTTP. Arranging state and reading the effective offload state goes
+through the simulator's Python API, as in test_conformance.py.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bot.xen.sim import Simulator
+from bot.xen.sim.pool import VIF_OFFLOAD_KEYS
+from tests.xen.sim.test_conformance import failure, login, sim, session, xapi  # noqa: F401 - fixtures
+
+ALL_ON = dict.fromkeys(VIF_OFFLOAD_KEYS, "on")
+
+
+# -------------------------------------------- item 2: exact values (vif-real, nm.ml)
+def test_vif_real_case_is_exact_and_case_sensitive(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xenopsd/scripts/vif-real handle_ethtool: ``case "${arg}" in true|on) … false|off)``."""
+    vif = sim.pool.vif("centos7-db01", 0)
+    xapi.VIF.set_other_config(vif, {"ethtool-tx": " Off", "ethtool-rx": "TRUE", "ethtool-sg": "false",
+                                    "ethtool-tso": "off ", "ethtool-gso": "on"})
+    xapi.VIF.unplug(vif)
+    xapi.VIF.plug(vif)
+    assert sim.effective_offload(vif) == {**ALL_ON, "sg": "off"}
+
+
+def test_nm_ml_ignores_pif_values_that_are_not_exact(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/nm.ml determine_ethtool_settings: ``Some ("false" | "off")``; others warn and skip."""
+    eth2 = sim.pool.pif("xcp-host1", "eth2")
+    xapi.PIF.add_to_other_config(eth2, "ethtool-tso", "OFF")
+    xapi.PIF.add_to_other_config(eth2, "ethtool-gso", "false")
+    xapi.PIF.plug(eth2)
+    effective = sim.effective_offload(eth2)
+    assert (effective["tso"], effective["gso"]) == ("on", "off")
+
+
+# ------------------------------ item 3: PIF lro is off unless given (network_server.ml)
+def test_networkd_adds_lro_off_for_a_pif_key_not_given(sim: Simulator, xapi: Any) -> None:
+    """ocaml/networkd/bin/network_server.ml set_ethtool_offload adds default_interface's
+    ``[("lro", "off")]`` (ocaml/xapi-idl/network/network_interface.ml) for keys not given."""
+    eth2 = sim.pool.pif("xcp-host1", "eth2")
+    assert sim.effective_offload(eth2)["lro"] == "off"  # at host start
+    assert sim.effective_offload(eth2)["gro"] == "on"
+    xapi.PIF.add_to_other_config(eth2, "ethtool-lro", "on")
+    xapi.PIF.plug(eth2)
+    assert sim.effective_offload(eth2)["lro"] == "on"
+    xapi.PIF.remove_from_other_config(eth2, "ethtool-lro")
+    xapi.PIF.plug(eth2)  # unlike other absent keys, lro does not keep its last value
+    assert sim.effective_offload(eth2)["lro"] == "off"
+    # Bond members are configured the same way when the bond comes up (nm.ml create_bond).
+    member = sim.pool.pif("xcp-host2", "eth0")
+    assert sim.effective_offload(member)["lro"] == "off"
+
+
+# ------------------------------------- item 8: guest metrics vanish at VM.start (xapi_vm.ml)
+def test_vm_start_deletes_guest_metrics_until_the_agent_reports(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/xapi_vm.ml start: ``Xapi_vm_helpers.delete_guest_metrics`` before booting."""
+    vm = sim.pool.vm("win2019-dc01")
+    old = xapi.VM.get_guest_metrics(vm)
+    assert xapi.VM_guest_metrics.get_PV_drivers_detected(old) is True
+    sim.set_guest_agent_delay(300)
+    xapi.VM.clean_shutdown(vm)
+    xapi.VM.start(vm, False, False)
+    assert xapi.VM.get_guest_metrics(vm) == "OpaqueRef:NULL"
+    assert failure(xapi.VM_guest_metrics.get_record, old) == ["HANDLE_INVALID", "VM_guest_metrics", old]
+    deadline = time.monotonic() + 5
+    while xapi.VM.get_guest_metrics(vm) == "OpaqueRef:NULL":
+        assert time.monotonic() < deadline, "the agent never reported again"
+        time.sleep(0.02)
+    new = xapi.VM.get_guest_metrics(vm)
+    assert new != old and xapi.VM_guest_metrics.get_PV_drivers_detected(new) is True
+
+
+def test_an_agent_that_never_reports_leaves_guest_metrics_null(sim: Simulator, xapi: Any) -> None:
+    vm = sim.pool.vm("win2019-dc01")
+    sim.set_guest_agent_delay(None)
+    xapi.VM.clean_shutdown(vm)
+    xapi.VM.start(vm, False, False)
+    assert xapi.VM.get_guest_metrics(vm) == "OpaqueRef:NULL"
