@@ -7,13 +7,23 @@ through the simulator's Python API, as in test_conformance.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from bot.xen.sim import Simulator
 from bot.xen.sim.pool import VIF_OFFLOAD_KEYS
-from tests.xen.sim.test_conformance import failure, login, sim, session, xapi  # noqa: F401 - fixtures
+from tests.xen.sim.test_conformance import failure, login
 
 ALL_ON = dict.fromkeys(VIF_OFFLOAD_KEYS, "on")
+
+
+@pytest.fixture
+def xapi(sim: Simulator) -> Iterator[Any]:
+    session = login(sim.url)
+    yield session.xenapi
+    session("close")()
 
 
 # -------------------------------------------- item 2: exact values (vif-real, nm.ml)
