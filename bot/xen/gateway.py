@@ -31,7 +31,7 @@ import XenAPI
 from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
-from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
+from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable
 from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
 from bot.xen.records import Records, build_inventory
 
@@ -176,6 +176,8 @@ class PoolGateway:
                     redirects += 1
                     self._follow_master(str(details[1]) if len(details) > 1 else "")
                     continue
+                if details and details[0] == "HANDLE_INVALID":
+                    raise ObjectGone(self.name, method, details) from None
                 raise XapiError(self.name, method, details) from None
             except xmlrpc.client.Fault as fault:
                 # XenAPI turns SESSION_INVALID into Fault(401) when it has no credentials of its own.
@@ -224,10 +226,24 @@ class PoolGateway:
                 log.info("pool %s: event feed said %s; reading the whole pool again", self.name, exc.short)
             else:
                 if mirror.epoch == self._epoch:  # not answered by a new master, whose token differs
-                    if mirror.absorb(result):
+                    changed = mirror.absorb(result)
+                    changed |= self._reread_stale(mirror, result)
+                    if changed:
                         mirror.inventory = self._build(mirror.records)
                     return mirror
         return self._full_read()
+
+    def _reread_stale(self, mirror: RecordMirror, result: Mapping[str, Any]) -> bool:
+        """Read again the classes whose ``valid_ref_counts`` say deletions were not reported."""
+        stale = mirror.stale_classes(result)
+        if not stale:
+            return False
+        log.info("pool %s: object counts differ for %s (deletions XAPI no longer remembers); reading them again",
+                 self.name, ", ".join(stale))
+        read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), stale)
+        for cls, found in zip(stale, read, strict=True):
+            mirror.records[cls] = dict(found)
+        return True
 
     def _full_read(self) -> RecordMirror:
         epoch = self._epoch

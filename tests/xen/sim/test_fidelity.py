@@ -90,3 +90,29 @@ def test_an_agent_that_never_reports_leaves_guest_metrics_null(sim: Simulator, x
     xapi.VM.clean_shutdown(vm)
     xapi.VM.start(vm, False, False)
     assert xapi.VM.get_guest_metrics(vm) == "OpaqueRef:NULL"
+
+
+# ------------------- item 6: bounded deletion memory, no EVENTS_LOST (db_cache_types.ml)
+def test_event_from_forgets_old_deletions_silently_and_counts_stay_true(sim: Simulator, xapi: Any) -> None:
+    """ocaml/database/db_cache_types.ml Table.remove keeps a table's deletions below 512, cut back
+    to the newest 256; xapi_event.ml's event.from reports only those, never EVENTS_LOST, and its
+    valid_ref_counts count the live rows (what clients must compare, message_forwarding.ml)."""
+    made = [sim.pool.create("VM_guest_metrics", {}) for _ in range(600)]
+    token = xapi.event.inject("pool", xapi.pool.get_all()[0])  # a token from after the creations
+    for ref in made:
+        sim.pool.destroy(ref)
+    batch = getattr(xapi.event, "from")(["vm_guest_metrics"], token, 0.1)
+    deleted = [e["ref"] for e in batch["events"] if e["operation"] == "del"]
+    assert 256 < len(deleted) < 512
+    assert deleted == made[-len(deleted):]  # the newest ones; the oldest are silently gone
+    assert int(batch["valid_ref_counts"]["vm_guest_metrics"]) == len(xapi.VM_guest_metrics.get_all())
+
+
+def test_a_xapi_restart_forgets_every_deletion_without_events_lost(sim: Simulator, xapi: Any) -> None:
+    token = getattr(xapi.event, "from")(["vif"], "", 0.1)["token"]
+    vif = sim.pool.vif("win7-kiosk", 0)
+    sim.pool.destroy_object(vif)
+    sim.pool.forget_events()  # the deletion queues are in memory only
+    batch = getattr(xapi.event, "from")(["vif"], token, 0.1)
+    assert [e for e in batch["events"] if e["operation"] == "del"] == []
+    assert int(batch["valid_ref_counts"]["vif"]) == len(xapi.VIF.get_all())
