@@ -89,6 +89,11 @@ def render_pools(statuses: list[PoolStatus], command_text: str) -> Reply:
         else:
             rows.append((s.name, s.master_url or s.url, s.master_name, "ok", f"{s.hosts} hosts, {s.vms} VMs"))
     lines = table_lines(("POOL", "MASTER URL", "MASTER", "STATE", "DETAIL"), rows)
+    # A pool whose master is down: what each host said (members in emergency mode answer every
+    # call with HOST_STILL_BOOTING, HOST_MASTER_CANNOT_TALK_BACK or INTERNAL_ERROR, not the master).
+    for s in statuses:
+        if s.error and s.answers:
+            lines += ["", f"{s.name}: what each host answered", *(f"  {url}  {a}" for url, a in s.answers.items())]
     ok = sum(1 for s in statuses if not s.error)
     return _listing(f"*Pools* — {ok} of {len(statuses)} answering", lines, [], command_text, "pools.txt")
 

@@ -72,3 +72,23 @@ def test_a_started_vm_without_guest_metrics_is_unknown_not_a_power_cycle(sim, se
     wait_for(lambda: gateway.inventory().vms[vm].guest is None and gateway.inventory().vms[vm].running)
     plan = services.changes.plan("off", ("tx",), Scope("vm", "win2019-dc01"))
     assert plan.interfaces and {i.activation for i in plan.interfaces} == {"agent-unknown"}
+
+
+def test_readyz_and_pools_say_what_each_host_answered_while_the_master_is_down(sim, services):
+    """Members answer HOST_STILL_BOOTING / INTERNAL_ERROR … to every call (ocaml/xapi/api_server.ml)."""
+    from bot.health import readiness
+    from bot.render.inspection import render_pools
+
+    services.inspection.pools()  # a good read: every host's address is known
+    master = sim.stop_master()
+    booting = next(name for name in sim.host_urls if name != master)
+    sim.set_emergency_error(booting, ["HOST_STILL_BOOTING"])
+    statuses: list = []
+    wait_for(lambda: bool(statuses.extend(services.inspection.pools()) or statuses[-1].error))
+    status = statuses[-1]
+    assert status.answers[sim.host_urls[booting]] == "HOST_STILL_BOOTING"
+    reply = render_pools([status], "/xen pools")
+    listing = str(reply.blocks) + (reply.file.content if reply.file else "")
+    assert "what each host answered" in listing and "HOST_STILL_BOOTING" in listing
+    ok, report = readiness(services)
+    assert not ok and report["pools"]["demo"]["hosts"][sim.host_urls[booting]] == "HOST_STILL_BOOTING"

@@ -60,6 +60,9 @@ class Simulator:
             "sim.start_of_day": self.pool.start_of_day,
             "sim.set_task_delay": self.set_task_delay,
             "sim.set_guest_agent_delay": self.set_guest_agent_delay,
+            "sim.stop_master": self.stop_master,
+            "sim.set_emergency_error": self.set_emergency_error,
+            "sim.start_host": self.start_host,
         }
 
     # ---------------------------------------------------------------- start
@@ -201,6 +204,21 @@ class Simulator:
         self.pool.move_master(host)
         if not keep_sessions:
             self.dispatcher.expire_sessions()
+
+    def stop_master(self, member_error: list[str] | None = None) -> str:
+        """The master stops answering (connections dropped unanswered) and every member enters
+        emergency mode, answering every call with ``member_error`` (default ``INTERNAL_ERROR``, as
+        when the master refuses connections) — see bot/xen/sim/emergency.py. Returns its name."""
+        ref = self.dispatcher.emergency.stop_master(member_error)
+        return str(self.pool.fields(ref)["name_label"])
+
+    def set_emergency_error(self, host: str, error: list[str]) -> None:
+        """What one member in emergency mode answers, e.g. ``["HOST_STILL_BOOTING"]``."""
+        self.dispatcher.emergency.set_error(self.pool.host(host), error)
+
+    def start_host(self, host: str) -> None:
+        """A host stopped by ``stop_master`` answers again."""
+        self.dispatcher.emergency.start_host(self.pool.host(host))
 
     def set_latency(self, ms: float) -> None:
         """Global latency added to every XAPI call (not to ``sim.*``)."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import XenAPI
 
 from bot.xen.sim import Simulator
 from bot.xen.sim.pool import VIF_OFFLOAD_KEYS
@@ -116,3 +117,46 @@ def test_a_xapi_restart_forgets_every_deletion_without_events_lost(sim: Simulato
     batch = getattr(xapi.event, "from")(["vif"], token, 0.1)
     assert [e for e in batch["events"] if e["operation"] == "del"] == []
     assert int(batch["valid_ref_counts"]["vif"]) == len(xapi.VIF.get_all())
+
+
+# ---------------- item 7: members in emergency mode while the master is down (api_server.ml)
+def _members(sim: Simulator) -> list[tuple[str, str]]:
+    master = sim.pool.fields(sim.pool.master_ref)["name_label"]
+    return [(name, url) for name, url in sim.host_urls.items() if name != master]
+
+
+def test_members_answer_every_call_with_their_emergency_error(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/api_server.ml: in slave_emergency_mode every call but Datamodel.emergency_calls
+    raises emergency_mode_error — login included, never HOST_IS_SLAVE (set in ocaml/xapi/xapi.ml)."""
+    (_first, first_url), (second, second_url) = _members(sim)
+    assert failure(login, first_url)[0] == "HOST_IS_SLAVE"  # the master is up: the usual answer
+    sim.stop_master()
+    with pytest.raises(OSError):  # the master answers nothing at all
+        login(sim.url)
+    assert failure(login, first_url)[0] == "INTERNAL_ERROR"  # it cannot reach the master
+    sim.set_emergency_error(second, ["HOST_STILL_BOOTING"])
+    assert failure(login, second_url) == ["HOST_STILL_BOOTING"]
+    sim.set_emergency_error(second, ["HOST_MASTER_CANNOT_TALK_BACK", "127.0.0.3"])
+    assert failure(login, second_url) == ["HOST_MASTER_CANNOT_TALK_BACK", "127.0.0.3"]
+
+
+def test_emergency_transition_to_master_promotes_a_member(sim: Simulator) -> None:
+    """pool.emergency_transition_to_master (ocaml/idl/datamodel_pool.ml transition_to_master) is an
+    emergency call, made with a session from session.slave_local_login_with_password."""
+    (first, first_url), (_second, second_url) = _members(sim)
+    sim.stop_master()
+    local = login_local(first_url)
+    assert local.xenapi.host.is_in_emergency_mode() is True
+    local.xenapi.pool.emergency_transition_to_master()
+    xs = login(first_url)  # the promoted member now takes ordinary logins
+    assert xs.xenapi.host.get_name_label(xs.xenapi.pool.get_master(xs.xenapi.pool.get_all()[0])) == first
+    assert failure(login, second_url)[0] == "INTERNAL_ERROR"  # the others still wait for their master
+    xs.xenapi.pool.recover_slaves()
+    assert failure(login, second_url)[0:1] == ["HOST_IS_SLAVE"]  # now they point at the new master
+    xs("close")()
+
+
+def login_local(url: str) -> Any:
+    session = XenAPI.Session(url)
+    session.slave_local_login_with_password("root", "xenroot")
+    return session
