@@ -165,6 +165,9 @@ class Dispatcher:
 
         self.emergency = Emergency(self)
         self.emergency.register()
+        from bot.xen.sim import lifecycle  # VIF.create/destroy, VM.clone/copy/destroy (lifecycle.py)
+
+        lifecycle.register(self)
 
     # ------------------------------------------------------------------ public
     def message_names(self) -> list[str]:

@@ -800,6 +800,10 @@ class Pool(Store):
         hosts = [h for h in self.all("host") if h.fields["enabled"]]
         return min(hosts, key=lambda h: len(h.fields["resident_VMs"])).ref
 
+    def refresh_vm_ops(self, vm: Obj) -> None:
+        """Recompute the VM's allowed_operations (after a clone created it)."""
+        self._refresh_vm_ops(vm)
+
     def _refresh_vm_ops(self, vm: Obj) -> None:
         allowed = [op for op in VM_OP_POWER_STATES if self.vm_error(vm, op) is None]
         self.update(vm.ref, {"allowed_operations": allowed})

@@ -160,3 +160,63 @@ def login_local(url: str) -> Any:
     session = XenAPI.Session(url)
     session.slave_local_login_with_password("root", "xenroot")
     return session
+
+
+# ------------------------------------------- lifecycle over XML-RPC (xapi_vif.ml, xapi_vm_clone.ml)
+def _net(xapi: Any, name: str) -> str:
+    return str(xapi.network.get_by_name_label(name)[0])
+
+
+def test_vif_create_and_destroy_as_xapi_checks_them(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/xapi_vif.ml create: currently_attached is forced false unless the VM is suspended;
+    xapi_vif_helpers.ml: unique numeric device, destroy refused while attached to a running VM."""
+    vm = sim.pool.vm("win2019-dc01")
+    net = _net(xapi, "DMZ VLAN 100")
+    record = {"device": "7", "network": net, "VM": vm, "MAC": "", "MTU": "1500",
+              "other_config": {"ethtool-tx": "off"}, "currently_attached": True,
+              "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    vif = xapi.VIF.create(record)
+    rec = xapi.VIF.get_record(vif)
+    assert (rec["currently_attached"], rec["other_config"], rec["device"]) == (False, {"ethtool-tx": "off"}, "7")
+    assert vif in xapi.VM.get_VIFs(vm) and rec["MAC"]
+    assert failure(xapi.VIF.create, record) == ["DEVICE_ALREADY_EXISTS", "7"]
+    assert failure(xapi.VIF.create, {**record, "device": "eth0"}) == ["INVALID_DEVICE", "eth0"]
+    xapi.VIF.plug(vif)
+    assert sim.effective_offload(vif)["tx"] == "off"
+    assert failure(xapi.VIF.destroy, vif) == ["OPERATION_NOT_ALLOWED", "VIF currently attached to a running VM"]
+    xapi.VIF.unplug(vif)
+    xapi.VIF.destroy(vif)
+    assert vif not in xapi.VM.get_VIFs(vm)
+    assert failure(xapi.VIF.get_record, vif) == ["HANDLE_INVALID", "VIF", vif]
+
+
+def test_clone_copies_every_vif_other_config_key_and_starts_halted(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/xapi_vm_clone.ml copies VIFs with Xapi_vif_helpers.copy: the whole other_config
+    (ignored values too), a new MAC, not attached; the clone is Halted without guest metrics."""
+    source = sim.pool.vm("ubuntu-build02")  # halted
+    src_vif = xapi.VM.get_VIFs(source)[0]
+    xapi.VIF.set_other_config(src_vif, {"ethtool-tx": "off", "ethtool-rx": " Off", "owner": "ops"})
+    for call in (lambda: xapi.VM.clone(source, "build-clone"), lambda: xapi.VM.copy(source, "build-copy", "")):
+        clone = call()
+        assert xapi.VM.get_power_state(clone) == "Halted"
+        assert xapi.VM.get_guest_metrics(clone) == "OpaqueRef:NULL"
+        [vif] = xapi.VM.get_VIFs(clone)
+        rec = xapi.VIF.get_record(vif)
+        assert rec["other_config"] == {"ethtool-tx": "off", "ethtool-rx": " Off", "owner": "ops"}
+        assert rec["MAC"] != xapi.VIF.get_MAC(src_vif) and rec["currently_attached"] is False
+        assert rec["device"] == xapi.VIF.get_device(src_vif)
+    running = sim.pool.vm("win2019-dc01")
+    assert failure(xapi.VM.clone, running, "x")[:1] == ["VM_BAD_POWER_STATE"]
+
+
+def test_vm_destroy_needs_halted_and_takes_its_vifs(sim: Simulator, xapi: Any) -> None:
+    """ocaml/xapi/xapi_vm_lifecycle.ml: destroy only from Halted/Suspended; xapi_vm_helpers.ml destroy."""
+    running = sim.pool.vm("win2019-dc01")
+    assert failure(xapi.VM.destroy, running) == ["VM_BAD_POWER_STATE", running, "halted, suspended", "running"]
+    clone = xapi.VM.clone(sim.pool.vm("ubuntu-build02"), "doomed")
+    vifs = xapi.VM.get_VIFs(clone)
+    token = xapi.event.inject("pool", xapi.pool.get_all()[0])
+    xapi.VM.destroy(clone)
+    batch = getattr(xapi.event, "from")(["vm", "vif"], token, 0.1)
+    assert {(e["class"], e["ref"]) for e in batch["events"] if e["operation"] == "del"} == {
+        ("vm", clone), *(("vif", v) for v in vifs)}
