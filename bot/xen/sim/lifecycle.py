@@ -11,8 +11,8 @@ What XAPI does, and so what the simulator does:
   currently attached to a running VM"]`` (``xapi_vif_helpers.ml`` ``destroy``).
 * ``VM.clone(vm, name)`` / ``VM.copy(vm, name, sr)`` — only from Halted (``VM_BAD_POWER_STATE``
   otherwise; ``ocaml/xapi/xapi_vm_lifecycle.ml`` ``allowed_power_states``). The new VM is Halted,
-  has no guest metrics, and each VIF is copied with ``Xapi_vif_helpers.copy``: the *whole*
-  ``other_config`` — every ``ethtool-*`` key included, valid or not — plus device, network, MTU,
+  has no guest metrics and a new ``mac_seed``; each VIF is copied with ``Xapi_vif_helpers.copy``:
+  the *whole* ``other_config`` — every ``ethtool-*`` key included, valid or not — plus device, network, MTU,
   QoS and locking mode; a new MAC (a snapshot would keep it), and not attached
   (``ocaml/xapi/xapi_vm_clone.ml``; ``force_state_reset`` to Halted marks devices detached).
 * ``VM.destroy`` — only from Halted or Suspended; takes its VIFs and guest metrics with it
@@ -109,9 +109,7 @@ def vm_clone(pool: Pool, ref: str, new_name: str) -> str:
         vm = pool.get(ref, "VM")
         _power_check(vm, "clone", ("Halted",))
         values = {name: vm.fields[name] for name in _VM_COPIED if name in vm.fields}
-        other_config = dict(values.get("other_config", {}))
-        if "mac_seed" in other_config:
-            other_config["mac_seed"] = pool.new_uuid()  # clones get their own MACs
+        other_config = _cloned_other_config(vm, pool.new_uuid())
         values.update({"name_label": new_name, "other_config": other_config, "power_state": "Halted",
                        "resident_on": NULL_REF, "domid": -1, "guest_metrics": NULL_REF})
         new = pool.create("VM", values)
@@ -127,6 +125,17 @@ def vm_clone(pool: Pool, ref: str, new_name: str) -> str:
         pool.refresh_vm_ops(new_vm)
         pool.refresh_vif_ops(new_vm)
         return new
+
+
+def _cloned_other_config(vm: Obj, seed: str) -> dict[str, str]:
+    """xapi_vm_clone.ml copy_vm_record: a new ``mac_seed`` (added if absent), without
+    ``default_template`` and ``xensource_internal``; a template's clone remembers its name."""
+    source: Mapping[str, str] = vm.fields["other_config"]
+    other = {k: v for k, v in source.items() if k not in ("default_template", "xensource_internal")}
+    other["mac_seed"] = seed
+    if vm.fields["is_a_template"] and "base_template_name" not in other:
+        other["base_template_name"] = str(vm.fields["name_label"])
+    return other
 
 
 def vm_destroy(pool: Pool, ref: str) -> None:

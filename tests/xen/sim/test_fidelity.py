@@ -200,6 +200,8 @@ def test_clone_copies_every_vif_other_config_key_and_starts_halted(sim: Simulato
         clone = call()
         assert xapi.VM.get_power_state(clone) == "Halted"
         assert xapi.VM.get_guest_metrics(clone) == "OpaqueRef:NULL"
+        seed = xapi.VM.get_other_config(clone)["mac_seed"]
+        assert seed and seed != xapi.VM.get_other_config(source).get("mac_seed")
         [vif] = xapi.VM.get_VIFs(clone)
         rec = xapi.VIF.get_record(vif)
         assert rec["other_config"] == {"ethtool-tx": "off", "ethtool-rx": " Off", "owner": "ops"}
