@@ -62,6 +62,33 @@ def test_a_vlan_pif_is_never_shown_in_effect_and_its_plan_warns(sim, services):
     assert rows and all(line.rstrip().endswith("no (OVS)") for line in rows), rows
 
 
+def test_a_vlan_pif_changed_and_activated_is_still_not_in_effect(sim, services):
+    """The issue's case: offload off pif=<VLAN PIF>, activate, and /xen pifs said "in effect: yes"
+    while the simulator's own effective state for it is empty (nm.ml configures the tagged PIF)."""
+    from sqlalchemy import select
+
+    from bot.db.models import ChangeRequest
+    from bot.domain.approvals import State
+    from tests.services.test_apply import LEAD
+
+    vlan_ref = sim.pool.pif("xcp-host2", "bond0", vlan=200)
+    vlan_uuid = sim.pool.fields(vlan_ref)["uuid"]
+    services.changes.request(requester="U123", channel="C123", action="off", scope=Scope("pif", vlan_uuid),
+                             modes_text="tx", reason="test")
+    with services.sessions() as session:
+        change = max(session.scalars(select(ChangeRequest.id)))
+    services.changes.approve(LEAD, change)
+    assert services.apply.execute(change, LEAD) == State.APPLIED
+    services.changes.request_activation("U123", "C123", change)
+    services.changes.approve(LEAD, change + 1)
+    assert services.apply.execute(change + 1, LEAD) == State.APPLIED
+    assert sim.effective_offload(vlan_ref) == {}  # nothing took effect on it
+    reply = render_pifs(services.inspection.pifs("xcp-host2", None), "/xen pifs xcp-host2")
+    listing = (str(reply.blocks) + (reply.file.content if reply.file else "")).replace("\\n", "\n")
+    [row] = {line.rstrip() for line in listing.splitlines() if " bond0 " in line and " 200 " in line}
+    assert row.endswith("no (OVS)") and not row.endswith("yes")
+
+
 def test_a_started_vm_without_guest_metrics_is_unknown_not_a_power_cycle(sim, services):
     """VM.start clears VM.guest_metrics until the agent reports (ocaml/xapi/xapi_vm.ml)."""
     vm = sim.pool.vm("win2019-dc01")
