@@ -24,6 +24,12 @@ def run_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
+    problems = settings.long_poll_problems()
+    if problems:
+        print("xenbot: the configuration has problems:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     print(summarise(settings))
     return 0
 

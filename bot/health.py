@@ -51,8 +51,8 @@ def _pool(gateway: Any) -> dict[str, Any]:
     try:
         gateway.call("pool.get_all")
         return {"ok": True, "master": gateway.master_url}
-    except XenError as exc:
-        return {"ok": False, "error": str(exc)}
+    except XenError as exc:  # with the master down, what each host answered (emergency mode …)
+        return {"ok": False, "error": str(exc), "hosts": dict(getattr(gateway, "host_answers", {}))}
 
 
 def register(subparsers: Any) -> None:

@@ -283,6 +283,25 @@ class Settings(BaseSettings):
             seen.add(key)
         return self
 
+    def long_poll_problems(self) -> list[str]:
+        """Pools whose socket timeout would cut the policy watcher's ``event.from`` long-poll.
+
+        XAPI holds an ``event.from`` call open for up to its ``timeout`` argument (plus a 50 ms
+        batching delay) before answering; the watcher passes ``policies.poll_seconds``. A pool's
+        ``timeout_seconds`` at or below that makes every idle poll end in a socket timeout, seen as
+        "pool unreachable", and the watcher re-reads the pool each time. Checked by ``config
+        check`` (not at load: tests and tools set short timeouts with watchers off)."""
+        if not self.policies.watch:
+            return []
+        poll = self.policies.poll_seconds
+        return [
+            f"policies.poll_seconds ({poll:g}) must be below the timeout_seconds ({p.timeout_seconds:g}) of pool "
+            f"{p.name!r}: the event.from long-poll would time out on every idle poll; lower poll_seconds or "
+            "raise timeout_seconds (keep a few seconds between them)"
+            for p in self.pools
+            if poll >= p.timeout_seconds
+        ]
+
     def pool(self, name: str) -> PoolSettings:
         for pool in self.pools:
             if pool.name.lower() == name.lower():

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bot.domain.model import Interface, Pif, PoolInventory, Vif
-from bot.domain.offload import VIF_MODES, key, modes_for
+from bot.domain.offload import VIF_MODES, key, modes_for, same_effect
 
 ChangeAction = Literal["off", "on", "reset", "restore", "activate"]
 ScopeKind = Literal["vm", "host", "pool", "vif", "pif"]
@@ -137,6 +137,10 @@ def activation_for(iface: Interface, inventory: PoolInventory) -> str:
             return "next-start"  # halted: applied when the VM next starts, nothing to do now
         if not iface.currently_attached:
             return "next-plug"
+        if vm.guest is None:
+            # VM.start sets guest_metrics to NULL until the agent reports (XA ocaml/xapi/xapi_vm.ml):
+            # no metrics on a running VM means "not known yet", not "no PV drivers" — no power cycle.
+            return "agent-unknown"
         if vm.has_pv_drivers and (vm.guest is None or vm.guest.can_use_hotplug_vif != "no"):
             return "vif-replug"
         return "vm-power-cycle"
@@ -157,6 +161,7 @@ ACTIVATION_TEXT: Mapping[str, str] = {
     "next-plug": "nothing now: applied when the interface is next plugged",
     "pif-plug": "replug the PIF (PIF.unplug + PIF.plug) or reboot the host",
     "bond-replug": "bond member: replug the bond's PIF or reboot the host (handle with care)",
+    "agent-unknown": "unknown until the guest agent reports (it has not since the VM started); ask again then",
     "management-replug": "management PIF: replugging cuts the host off XAPI; reboot the host in a window",
 }
 
@@ -173,12 +178,15 @@ def plan_change(
     scope_label: str,
     interfaces: Iterable[Interface],
 ) -> Plan:
-    """For each interface and mode: current value → wanted value; equal ones are counted as unchanged."""
+    """For each interface and mode: current value → wanted value; ones dom0 already reads as wanted
+    (``true`` for "on", garbage or absent for "reset") are counted as unchanged: writing them
+    would change nothing on the device and only cost a replug."""
     wanted = VALUE_FOR[action]
     planned: list[InterfacePlan] = []
     unchanged = 0
     skipped_pif_only: set[str] = set()
-    for iface in interfaces:
+    planned_ifaces = list(interfaces)
+    for iface in planned_ifaces:
         honoured = modes_for(iface.kind)
         changes = []
         for mode in modes:
@@ -187,17 +195,27 @@ def plan_change(
                 continue
             map_key = key(mode)
             before = iface.other_config.get(map_key)
-            if before == wanted:
+            if same_effect(before, wanted):
                 continue
             changes.append(KeyChange(map_key, before, wanted))
         if changes:
             planned.append(_interface_plan(inventory, iface, changes))
         else:
             unchanged += 1
-    notes = []
+    notes = [_no_device_note(i) for i in planned_ifaces if isinstance(i, Pif) and not i.physical]
     if skipped_pif_only:
         notes.append(f"{', '.join(sorted(skipped_pif_only))} apply to PIFs only; VIFs get {', '.join(VIF_MODES)}")
     return Plan(action, tuple(modes), inventory.pool, scope_kind, scope_label, tuple(planned), unchanged, tuple(notes))
+
+
+def _no_device_note(pif: Pif) -> str:
+    """Asked for a bond-master or VLAN PIF by name: under Open vSwitch (the default backend) nm.ml
+    configures the bond's members and the VLAN's tagged PIF, so these keys reach no device."""
+    what = "bond" if pif.bond_master_of else f"VLAN {pif.vlan}" if pif.vlan >= 0 else "virtual"
+    return (
+        f":warning: {pif.label} is a {what} PIF: under Open vSwitch its ethtool keys take effect nowhere, "
+        "not even after a plug. Set the member NICs instead (pif=HOST:ethN, or host=HOST)."
+    )
 
 
 def plan_restore(

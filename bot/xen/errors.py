@@ -27,6 +27,20 @@ class XapiError(XenError):
         return self.code + (": " + ", ".join(self.params) if self.params else "")
 
 
+class ObjectGone(XapiError):
+    """``HANDLE_INVALID [class, ref]``: the object was destroyed (or the ref is from before a
+    restart of the master). A write that gets it found nothing to change: the interface is gone,
+    not failed. A subclass, so code that handles any XapiError keeps working."""
+
+    @property
+    def object_class(self) -> str:
+        return self.params[0] if self.params else ""
+
+    @property
+    def ref(self) -> str:
+        return self.params[1] if len(self.params) > 1 else ""
+
+
 class XapiUnavailable(XenError):
     """The pool could not be reached (refused, timed out, TLS failure, no master found).
 

@@ -127,9 +127,10 @@ def test_expired_requests_refuse_approval(sim, db_url):
 
 def test_stale_plan_is_not_applied_and_is_reposted(sim, services):
     request_id = request(services, Scope("vm", "pfsense-fw01"), "tx")
-    # Someone fixes one VIF by hand before the approval.
+    # Someone edits one VIF by hand before the approval (to "on": "false" would now count as
+    # already done, since dom0 reads it as "off", and leave nothing to repost).
     vif = sim.pool.vif("pfsense-fw01", "2")
-    sim.pool.set_field(vif, "other_config", {"ethtool-tx": "false"})
+    sim.pool.set_field(vif, "other_config", {"ethtool-tx": "on"})
     sim.reset_call_counts()
     services.changes.approve(LEAD, request_id)
     assert services.apply.execute(request_id, LEAD) == State.STALE
