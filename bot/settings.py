@@ -199,6 +199,50 @@ class AlertSettings(_Strict):
         return values
 
 
+class AuditSettings(_Strict):
+    """The audit log's key and its anchor (``bot/db/audit.py``, docs/security.md).
+
+    ``key_file`` holds the HMAC key of the hash chain: outside the database, so the bot's own
+    database role cannot recompute hashes after editing a row. At least 32 bytes, e.g.
+    ``head -c 32 /dev/urandom | base64 > /etc/xenbot/audit.key``. The head of the chain (hash
+    and row count) is logged, and posted to ``channel`` when set, every ``anchor_minutes`` and
+    at shutdown; ``xenbot audit verify --anchor HASH:COUNT`` checks the log still reaches it.
+    """
+
+    key_file: Path | None = None
+    channel: str | None = None
+    anchor_minutes: float = Field(default=15.0, ge=1, le=24 * 60)
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        try:
+            text = value.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ValueError(f"{str(value)!r} is not text; store the key base64-encoded") from None
+        if len(text) < 32:
+            raise ValueError(f"{str(value)!r} holds fewer than 32 bytes; "
+                             "make a key with: head -c 32 /dev/urandom | base64 > FILE")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+    def key(self) -> SecretStr | None:
+        """The chain key, read from ``key_file`` (never stored in the database or printed)."""
+        if self.key_file is None:
+            return None
+        return SecretStr(self.key_file.read_text(encoding="utf-8").strip())
+
+
 class _NamedEnvironment(PydanticBaseSettingsSource):
     """Reads exactly the documented environment names, nothing implicit."""
 
@@ -241,6 +285,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     policies: PolicySettings = Field(default_factory=PolicySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -329,6 +374,7 @@ _KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {
     ("slack",): list(SlackSettings.model_fields),
     ("policies",): list(PolicySettings.model_fields),
     ("alerts",): list(AlertSettings.model_fields),
+    ("audit",): list(AuditSettings.model_fields),
 }
 
 

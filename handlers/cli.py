@@ -70,6 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import logs
+    from bot.db import audit
     from handlers.app import build_app
     from handlers.client import SlackNotReady, check_token, web_client
     from handlers.directory import GroupDirectory
@@ -85,6 +86,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return _refused(exc)
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
+    with services.sessions() as session:
+        key_problem = audit.check_key(session, settings.audit.key())
+    if key_problem is not None:
+        services.close()
+        print(f"xenbot: {key_problem}", file=sys.stderr)
+        return 2
     from handlers.work import WorkPool
 
     # Acks come from one event-loop thread (handlers/http_server.py) competing for the GIL with
@@ -111,6 +118,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         policies=services.policies,
         compliance_channel=settings.policies.compliance_channel,
         compliance_hour_utc=settings.policies.compliance_hour_utc,
+        anchor_channel=settings.audit.channel,
+        anchor_interval=settings.audit.anchor_minutes * 60,
     )
     housekeeper.start()
     from bot.wiring import watchers

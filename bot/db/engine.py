@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db.audit import AUDIT_KEY_INFO
 
 # How long a SQLite connection waits for another writer before "database is locked". Long, because
 # the writers are short transactions of a chat bot and failing a user's command is worse than waiting.
@@ -45,13 +48,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine, audit_key: SecretStr | None = None) -> sessionmaker[Session]:
     """The sessionmaker every use case opens its one transaction from.
 
     ``expire_on_commit=False`` because handlers format replies from the objects they just committed,
-    and a lazy reload after commit would start a second, pointless transaction.
+    and a lazy reload after commit would start a second, pointless transaction. ``audit_key``
+    (``[audit] key_file``) travels in each session's ``info`` to ``bot.db.audit.record``, so the
+    services that audit need not know about it.
     """
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    info = {AUDIT_KEY_INFO: audit_key} if audit_key is not None else {}
+    return sessionmaker(bind=engine, expire_on_commit=False, info=info)
 
 
 def deferred_engine(engine: Engine) -> Engine:
