@@ -92,18 +92,22 @@ def record(
     details: Mapping[str, Any] | None = None,
     channel: str | None = None,
     request_id: str | None = None,
+    at: datetime | None = None,
 ) -> AuditEvent:
     """Append an entry to the audit log in ``session``'s current transaction and return it.
 
     The entry is flushed (it has its id and hash) but not committed: the caller commits it with
     the rest of the use case. While that transaction is open, other appenders wait: the chain
-    lock is held until commit or rollback, so keep audited transactions short.
+    lock is held until commit or rollback, so keep audited transactions short. ``at`` is when
+    it happened, for an event written late (kept in memory through a database outage).
     """
     _lock_chain(session)
     last = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
     prev_id, prev_hash = (last.id, last.hash) if last is not None else (0, GENESIS_HASH)
     now = datetime.now(UTC)
     key = _key_for_append(session, prev_id + 1, now)
+    if at is not None:
+        now = at.astimezone(UTC)
     event = AuditEvent(
         id=prev_id + 1,
         at=now,
