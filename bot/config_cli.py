@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from bot.logs import redact_url
 from bot.settings import ConfigError, Settings, load_settings
 
 
@@ -45,7 +46,7 @@ def summarise(settings: Settings) -> str:
         if pool.url.startswith("http://"):
             tls = "none (http://)"
         lines.append(
-            f"  - {pool.name}: {pool.url} user={pool.username} password={password} "
+            f"  - {pool.name}: {redact_url(pool.url)} user={pool.username} password={password} "
             f"tls={tls}{' ca=' + str(pool.ca_file) if pool.ca_file else ''} "
             f"max_concurrency={pool.max_concurrency}"
         )
@@ -56,7 +57,7 @@ def summarise(settings: Settings) -> str:
         f"  bot_token:        {_secret(s.bot_token)}",
         f"  app_token:        {_secret(s.app_token)}",
         f"  signing_secret:   {_secret(s.signing_secret)}",
-        f"  api_url:          {s.api_url or 'https://slack.com/api/ (default)'}",
+        f"  api_url:          {redact_url(s.api_url) if s.api_url else 'https://slack.com/api/ (default)'}",
         f"  command:          {s.command}",
         f"  operators:        {', '.join(s.operators) or 'everyone in allowed channels'}",
         f"  allowed_channels: {', '.join(s.allowed_channels) or 'any'}",

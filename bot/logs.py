@@ -20,11 +20,19 @@ from datetime import UTC, datetime
 reference_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("xenbot_reference", default=None)
 
 _SECRET = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
+# The password part of a URL's userinfo: scheme://user:PASSWORD@host (user kept, password masked).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(lambda m: m.group(0)[:5] + "…redacted", text)
+    """Mask Slack tokens and URL passwords in ``text`` (a log line, a message, an error)."""
+    return redact_url(_SECRET.sub(lambda m: m.group(0)[:5] + "…redacted", text))
+
+
+def redact_url(text: str) -> str:
+    """``http://root:secret@host/`` -> ``http://root:***@host/``, anywhere in ``text``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 @contextmanager

@@ -44,6 +44,12 @@ _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def _mask_userinfo(url: str) -> str:
+    from bot.logs import redact_url
+
+    return redact_url(url)
+
+
 class ConfigError(Exception):
     """A configuration problem, phrased for the operator: which field, and how to fix it."""
 
@@ -82,6 +88,12 @@ class PoolSettings(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like https://pool-master.example.com/ (http:// only for the simulator)")
+        if parts.username is not None or parts.password is not None:
+            # A password in the URL ends up in every place the URL is shown: summaries, logs, errors.
+            raise ValueError(
+                f"must not carry credentials ({_mask_userinfo(value)}); set 'username' and put the password "
+                "in 'password_file'"
+            )
         return value
 
     @field_validator("password_file", "ca_file")

@@ -145,3 +145,38 @@ def test_example_config_in_deploy_is_valid(tmp_path):
     settings = load_settings(write(tmp_path, text))
     assert settings.pools[0].name == "prod" and settings.pools[0].verify_tls
     assert settings.policies.watch is True
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["status"]])
+def test_credentials_in_a_pool_url_are_refused_without_being_echoed(tmp_path, capsys, command):
+    path = write(tmp_path, GOOD.replace("https://xcp-master", "http://root:PASSWORD@xcp-master"))
+    assert main(["--config", str(path), *command]) in (1, 2)
+    captured = capsys.readouterr()
+    assert "PASSWORD" not in captured.out + captured.err
+    assert "must not carry credentials (http://root:***@xcp-master.example.com/)" in captured.err
+    assert "password_file" in captured.err
+
+
+def test_url_passwords_are_masked_in_logs_and_summaries(tmp_path, capsys):
+    import io
+    import logging
+
+    from bot import logs
+
+    for formatter in (logs.JsonFormatter(), logs.TextFormatter()):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        logger = logging.getLogger("xenbot.test.urls")
+        logger.addHandler(handler)
+        try:
+            logger.error("cannot reach %s", "https://root:s3cret@pool/ (via postgresql://bot:dbpw@db/x)")
+        finally:
+            logger.removeHandler(handler)
+        line = stream.getvalue()
+        assert "s3cret" not in line and "dbpw" not in line
+        assert "https://root:***@pool/" in line and "postgresql://bot:***@db/x" in line
+    path = write(tmp_path, GOOD.replace('signing_secret = "shhh"', 'api_url = "https://u:apipw@slack.internal/api/"'))
+    assert main(["--config", str(path), "config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "apipw" not in out and "https://u:***@slack.internal/api/" in out
