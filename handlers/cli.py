@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -70,13 +72,46 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import logs
+
+    logs.configure(settings.log_level)
+    # Listen first: a port in use is one line and exit 2, before Slack, the pools or the apply
+    # processes are started (each of which would otherwise fail on its own, with tracebacks).
+    try:
+        listener = _listen(args)
+    except OSError as exc:
+        what = "HTTP" if args.http else "metrics"
+        port = args.port if args.http else args.metrics_port
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"xenbot: cannot listen for {what} on {args.host}:{port}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        return _serve_listening(args, settings, listener)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def _listen(args: argparse.Namespace) -> socket.socket | None:
+    """Bind the HTTP port (HTTP mode) or start the metrics server (Socket Mode)."""
+    if args.http:
+        from handlers.http_server import bind
+
+        return bind(args.host, args.port)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        from bot import metrics
+
+        start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+    return None
+
+
+def _serve_listening(args: argparse.Namespace, settings: Settings, listener: socket.socket | None) -> int:
     from bot.db import audit
+    from bot.wiring import build
     from handlers.app import build_app
     from handlers.client import SlackNotReady, check_token, web_client
     from handlers.directory import GroupDirectory
-
-    logs.configure(settings.log_level)
-    from bot.wiring import build
     from handlers.messenger import SlackMessenger
 
     client = web_client(settings)
@@ -133,7 +168,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.http_server import HttpServer
 
             _finish_starting(services)  # before the port is bound: nothing queues meanwhile
-            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
+            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -144,12 +179,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.socket_mode import start_socket_mode
 
             assert settings.slack.app_token is not None
-            if args.metrics_port:
-                from prometheus_client import start_http_server
-
-                from bot import metrics
-
-                start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
             _finish_starting(services)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)

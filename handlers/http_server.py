@@ -49,9 +49,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
-    def __init__(self, app: App, host: str, port: int, ready: ReadyCheck | None = None) -> None:
-        # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
-        self._socket = socket.create_server((host, port), backlog=1024)
+    def __init__(
+        self, app: App, host: str, port: int, ready: ReadyCheck | None = None, sock: socket.socket | None = None
+    ) -> None:
+        # Bound here (or by bind(), earlier), not by uvicorn, so port 0 is known before serving
+        # and callers can print it.
+        self._socket = sock if sock is not None else bind(host, port)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             asgi_app(app, ready),
@@ -80,6 +83,12 @@ class HttpServer:
 
     def server_close(self) -> None:
         self._socket.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket. ``serve`` binds it before anything else (Slack, pools, apply
+    processes), so a port already in use is one line at once, not a failure after start-up."""
+    return socket.create_server((host, port), backlog=1024)
 
 
 def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:

@@ -1,0 +1,31 @@
+"""``xenbot serve`` with its port already taken: one line, exit 2, before anything else starts."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.handlers.test_slack_at_start import _config, _serve
+from tests.slack.fixtures import APP_TOKEN, SIGNING_SECRET
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_a_port_in_use_is_one_line_and_exit_2_before_slack_pools_or_apply_processes(sim, fake_slack, tmp_path, mode):
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        config = _config(tmp_path, sim, fake_slack.base_url, signing_secret=SIGNING_SECRET, app_token=APP_TOKEN)
+        # The apply processes are on (the default, 2): their start-up must not begin either.
+        path = Path(config)
+        path.write_text(path.read_text().replace("apply_processes = 0\n", "apply_processes = 2\n"))
+        args = ["--http", "--port", str(port)] if mode == "http" else ["--metrics-port", str(port)]
+        done = _serve(config, "--host", "127.0.0.1", *args)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    what = "HTTP" if mode == "http" else "metrics"
+    assert lines == [f"xenbot: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"], lines
+    assert fake_slack.calls("auth.test") == []  # bound before asking Slack (and before the pools)
