@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.db import audit, migrate
-from bot.db.engine import deferred_engine, make_engine, session_factory
+from bot.db.engine import NO_DATABASE, database_missing, deferred_engine, make_engine, session_factory
 from bot.db.models import canonical_json
 from bot.settings import load_for_command
 
@@ -113,6 +113,10 @@ def _with_engine(run: Callable[[argparse.Namespace, Engine], int]) -> Callable[[
         if settings is None:
             return 2
         args.settings = settings
+        if run is not run_upgrade and database_missing(settings.database_url):
+            # Read-only: never create the file (connecting to SQLite would).
+            print(f"xenbot: {NO_DATABASE}", file=sys.stderr)
+            return 1
         engine = make_engine(settings.database_url)
         try:
             return run(args, engine)

@@ -36,9 +36,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        _create_parent_folder(parsed.database)
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, parsed.database)
         return engine
     if parsed.drivername == "postgresql":
         # Same normalisation as bot.settings, for URLs that did not come through it (tests, scripts).
@@ -46,6 +45,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # A replica may sit idle for hours; the server or a NAT box may have dropped its connections.
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+NO_DATABASE: Final = "no database yet: run `xenbot db upgrade` or start `xenbot serve`"
+
+
+def database_missing(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist yet.
+
+    Read-only commands (``status``, ``db current``, ``audit verify|tail``) check this first and
+    say :data:`NO_DATABASE`: connecting would create an empty file (and its folder), which then
+    looks like a database that is merely not migrated."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    return not Path(database).expanduser().exists()
 
 
 def session_factory(engine: Engine, audit_key: SecretStr | None = None) -> sessionmaker[Session]:
@@ -98,7 +115,7 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, database: str | None) -> None:
     """Take transaction control away from the sqlite3 module and give it to SQLAlchemy.
 
     Python < 3.12's sqlite3 ("legacy transaction control") only emits BEGIN before DML, so a SELECT
@@ -106,6 +123,11 @@ def _configure_sqlite(engine: Engine) -> None:
     the recipe of SQLAlchemy's SQLite documentation ("Enabling Non-Legacy SQLite Transactional
     Modes"): ``isolation_level = None`` on each DBAPI connection, and BEGIN emitted by us.
     """
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        # At the first connection, not when the engine is made: making an engine creates nothing.
+        _create_parent_folder(database)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
