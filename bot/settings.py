@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_CONFIG_NAME = "xenbot.toml"
 DEFAULT_DATABASE_URL = "sqlite:///xenbot.db"
@@ -101,6 +102,14 @@ class PoolSettings(_Strict):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_not_empty(cls, value: Path | None) -> Path | None:
+        # An empty file would log in with an empty password, refused by XAPI at 3 a.m.
+        if value is not None and not value.read_bytes().strip():
+            raise ValueError(f"file {str(value)!r} is empty; write the pool password into it")
         return value
 
     @model_validator(mode="after")
@@ -317,6 +326,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("use sqlite:///path/to/xenbot.db or postgresql://user@host/dbname")
+        sqlite = make_url(value) if value.startswith("sqlite") else None
+        if sqlite is not None and sqlite.database and sqlite.database != ":memory:" \
+                and not sqlite.database.startswith("file:"):
+            folder = Path(sqlite.database).expanduser().parent
+            if not folder.is_dir():
+                raise ValueError(f"folder {str(folder)!r} does not exist; create it, writable by the xenbot user")
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
@@ -371,6 +386,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
             raise ConfigError([problem]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        _resolve_paths(data, path.parent)
     data.update(overrides)
     from pydantic import ValidationError
 
@@ -378,6 +394,25 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         return Settings(**data, config_path=path)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, data)) from None
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Relative file paths in the config file are relative to the file's folder, not to wherever
+    xenbot was started from (systemd starts it in /)."""
+
+    def resolve(value: Any) -> Any:
+        return str(folder / value) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+    for pool in data.get("pools") or []:
+        if isinstance(pool, dict):
+            for key in ("password_file", "ca_file"):
+                if key in pool:
+                    pool[key] = resolve(pool[key])
+    for section, key in (("alerts", "rules_files"), ("audit", "key_file")):
+        node = data.get(section)
+        if isinstance(node, dict) and key in node:
+            value = node[key]
+            node[key] = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
 
 
 _KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {

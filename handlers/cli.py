@@ -36,17 +36,9 @@ def register(subparsers: Any) -> None:
 
 
 def _requirements(settings: Settings, http: bool) -> list[str]:
-    s = settings.slack
-    problems = []
-    if s.bot_token is None:
-        problems.append("slack.bot_token (or SLACK_BOT_TOKEN) is required: the bot's xoxb- token")
-    if http and s.signing_secret is None:
-        problems.append("slack.signing_secret (or SLACK_SIGNING_SECRET) is required in HTTP mode")
-    if not http and s.app_token is None:
-        problems.append("slack.app_token (or SLACK_APP_TOKEN, xapp-…) is required for Socket Mode; or use --http")
-    if not settings.pools:
-        problems.append("no [[pools]] configured: xenbot has nothing to manage")
-    return problems
+    from bot.config_cli import missing_for
+
+    return missing_for(settings, "http" if http else "socket")
 
 
 def run_serve(args: argparse.Namespace) -> int:
