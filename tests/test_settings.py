@@ -226,3 +226,19 @@ def test_relative_files_are_relative_to_the_config_file(tmp_path, monkeypatch):
     assert settings.pools[0].password_file == etc / "prod.password"
     assert settings.pools[0].secret().get_secret_value() == "from-etc"
     assert settings.audit.key_file == etc / "audit.key"
+
+
+def test_config_is_accepted_after_the_subcommand_and_version_is_printed(tmp_path, capsys):
+    path = write(tmp_path, '[slack]\nbot_tokn = "x"')
+    assert main(["config", "check", "--config", str(path)]) == 1
+    assert "did you mean 'bot_token'" in capsys.readouterr().err
+    assert main(["db", "current", "--config", str(path)]) == 2  # nested subcommands too
+    assert "did you mean 'bot_token'" in capsys.readouterr().err
+    # Before the subcommand still works, and one after it wins.
+    assert main(["--config", str(path), "config", "check"]) == 1
+    assert main(["--config", str(path), "config", "check", "--config", str(write(tmp_path, GOOD, "good.toml"))]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == "xenbot 0.1.0"
