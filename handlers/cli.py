@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.001
-WARM_UP_SECONDS = 20.0  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
+WARM_UP_SECONDS = 20.0
+START_TRY_TIMEOUT_SECONDS = 5  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
 
 
 def register(subparsers: Any) -> None:
@@ -102,13 +104,13 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
     from bot.db import audit
     from bot.wiring import build
     from handlers.app import build_app
-    from handlers.client import SlackNotReady, check_token, web_client
+    from handlers.client import SlackNotReady, web_client
     from handlers.directory import GroupDirectory
     from handlers.messenger import SlackMessenger
 
     client = web_client(settings)
     try:
-        check_token(client)
+        check_slack(settings)
     except SlackNotReady as exc:
         return _refused(exc)
     directory = GroupDirectory(client)
@@ -186,6 +188,27 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             apply_processes.close()
         services.close()
     return status
+
+
+def check_slack(settings: Settings, delays: Sequence[float] | None = None) -> None:
+    """``check_token`` at start-up: one request and one log line per try, over the documented time.
+
+    The serving client retries a failed connection itself (slack_sdk's retry handlers, with
+    their own back-off) and slack_sdk logs each failure at ERROR: with Slack unreachable that
+    made 42 lines over 47 s. This probe makes one request per try and keeps slack_sdk quiet;
+    check_token paces the tries (START_RETRY_DELAYS, about 30 s) and logs one line for each."""
+    from handlers.client import START_RETRY_DELAYS, check_token, web_client
+
+    probe = web_client(settings)
+    probe.retry_handlers = []
+    probe.timeout = min(probe.timeout, START_TRY_TIMEOUT_SECONDS)  # a black-holed Slack: 6 tries x 5 s at most
+    quiet = logging.getLogger("slack_sdk")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        check_token(probe, START_RETRY_DELAYS if delays is None else delays)
+    finally:
+        quiet.setLevel(level)
 
 
 def _finish_starting(services: Services) -> None:
