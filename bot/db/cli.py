@@ -74,6 +74,9 @@ def run_verify(args: argparse.Namespace, engine: Engine) -> int:
     # Deferred: a long scan reads a snapshot instead of holding SQLite's write lock.
     with session_factory(deferred_engine(engine))() as session:
         result = audit.verify(session, key=args.settings.audit.key(), anchor=args.anchor)
+    if not result.ok and result.reason is not None and result.reason.startswith("keyed chain"):
+        print(f"audit chain NOT CHECKED from row {result.first_bad_id}: {result.reason}")
+        return 1
     if not result.ok:
         print(f"audit chain BROKEN at row {result.first_bad_id}: {result.reason}")
         return 1

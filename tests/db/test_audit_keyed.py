@@ -164,6 +164,9 @@ def test_cli_verify_with_key_and_anchor(
         assert capsys.readouterr().out.startswith("audit chain BROKEN at row 3: rows deleted")
         with pytest.raises(SystemExit):
             main([*args, "--anchor", "nonsense"])
+        config.write_text(f"database_url = {json.dumps(db_url)}\n")  # the key file left out
+        assert main(args) == 1
+        assert capsys.readouterr().out.startswith("audit chain NOT CHECKED from row 1: keyed chain")
     finally:
         engine.dispose()
 
