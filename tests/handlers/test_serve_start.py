@@ -29,3 +29,25 @@ def test_a_port_in_use_is_one_line_and_exit_2_before_slack_pools_or_apply_proces
     what = "HTTP" if mode == "http" else "metrics"
     assert lines == [f"xenbot: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"], lines
     assert fake_slack.calls("auth.test") == []  # bound before asking Slack (and before the pools)
+
+
+def test_serve_refuses_a_key_that_is_not_the_audit_chains(sim, fake_slack, tmp_path):
+    from pydantic import SecretStr
+
+    from bot.db import make_engine, record, session_factory, upgrade
+
+    config = Path(_config(tmp_path, sim, fake_slack.base_url, signing_secret=SIGNING_SECRET))
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        upgrade(engine)
+        with session_factory(engine, audit_key=SecretStr("a" * 44)).begin() as session:
+            record(session, actor="U1", action="command.run", target="t")
+    finally:
+        engine.dispose()
+    key = tmp_path / "audit.key"
+    key.write_text("b" * 44)
+    config.write_text(config.read_text() + f'[audit]\nkey_file = "{key}"\n')
+    done = _serve(str(config), "--http", "--host", "127.0.0.1", "--port", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("xenbot: wrong key: the chain keyed since row 1")
+    assert "Traceback" not in done.stderr
