@@ -86,6 +86,10 @@ def run_verify(args: argparse.Namespace, engine: Engine) -> int:
         if result.keyed_from > 1:
             keyed += f"; rows 1-{result.keyed_from - 1} are the older unkeyed chain"
     print(f"audit chain OK: {result.rows_checked} rows, {keyed}")
+    if result.keyed_from is None and result.rows_checked and args.settings.audit.key_file is not None:
+        # Legitimate before the first row written with the key; otherwise someone replaced the
+        # keyed chain by an unkeyed one, which only an anchor (--anchor) can show.
+        print("warning: [audit] key_file is set but no row is keyed yet: check against an anchor")
     if args.anchor is not None:
         print(f"anchor {args.anchor.count}: matches")
     if result.head_hash:
