@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.001
-WARM_UP_SECONDS = 20.0
-START_TRY_TIMEOUT_SECONDS = 5  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
+WARM_UP_SECONDS = 20.0  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
+START_TRY_TIMEOUT_SECONDS = 5  # per start-up try to reach Slack (check_slack)
 
 
 def register(subparsers: Any) -> None:
@@ -161,7 +161,7 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             from bot.health import readiness
             from handlers.http_server import HttpServer
 
-            _finish_starting(services)  # before the port is bound: nothing queues meanwhile
+            _finish_starting(services)  # bound but not listening yet: nothing queues meanwhile
             server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)

@@ -55,6 +55,7 @@ class HttpServer:
         # Bound here (or by bind(), earlier), not by uvicorn, so port 0 is known before serving
         # and callers can print it.
         self._socket = sock if sock is not None else bind(host, port)
+        self._socket.listen(1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             asgi_app(app, ready),
@@ -86,9 +87,24 @@ class HttpServer:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket. ``serve`` binds it before anything else (Slack, pools, apply
-    processes), so a port already in use is one line at once, not a failure after start-up."""
-    return socket.create_server((host, port), backlog=1024)
+    """A socket bound to ``host:port``, not listening yet (``HttpServer`` listens).
+
+    ``serve`` binds before anything else (Slack, pools, apply processes), so a port another
+    process listens on is one line at once, not a failure after start-up; it listens only once
+    it serves, so Slack's requests are refused (and retried by Slack) rather than queued during
+    start-up. (Two xenbots binding the same port at the same moment both succeed here, as
+    SO_REUSEADDR lets a restart reuse a port in TIME_WAIT; the second then fails to listen.)"""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socket.create_server does
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:

@@ -51,3 +51,19 @@ def test_serve_refuses_a_key_that_is_not_the_audit_chains(sim, fake_slack, tmp_p
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("xenbot: wrong key: the chain keyed since row 1")
     assert "Traceback" not in done.stderr
+
+
+def test_the_port_is_bound_first_but_refuses_connections_until_serving():
+    """Bound at once (a port another process listens on shows before start-up), listening only
+    once serving: Slack's requests meanwhile are refused, which Slack retries, not queued."""
+    from handlers.http_server import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        sock.listen(8)  # what HttpServer does when it starts serving
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        sock.close()
