@@ -73,11 +73,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         listener = _listen(args)
     except OSError as exc:
-        what = "HTTP" if args.http else "metrics"
-        port = args.port if args.http else args.metrics_port
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        print(f"xenbot: cannot listen for {what} on {args.host}:{port}: {reason}", file=sys.stderr)
-        return 2
+        return _cannot_listen(args, exc)
     try:
         return _serve_listening(args, settings, listener)
     finally:
@@ -162,7 +158,10 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             from handlers.http_server import HttpServer
 
             _finish_starting(services)  # bound but not listening yet: nothing queues meanwhile
-            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener)
+            try:
+                server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener)
+            except OSError as exc:
+                raise _ListenFailed(exc) from None
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -178,6 +177,8 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:
         pass
+    except _ListenFailed as failed:  # another process took the port while we were starting
+        status = _cannot_listen(args, failed.cause)
     except SlackNotReady as exc:
         status = _refused(exc)
     finally:
@@ -188,6 +189,20 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             apply_processes.close()
         services.close()
     return status
+
+
+class _ListenFailed(Exception):
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _cannot_listen(args: argparse.Namespace, exc: OSError) -> int:
+    what = "HTTP" if args.http else "metrics"
+    port = args.port if args.http else args.metrics_port
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    print(f"xenbot: cannot listen for {what} on {args.host}:{port}: {reason}", file=sys.stderr)
+    return 2
 
 
 def check_slack(settings: Settings, delays: Sequence[float] | None = None) -> None:

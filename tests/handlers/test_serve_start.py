@@ -67,3 +67,34 @@ def test_the_port_is_bound_first_but_refuses_connections_until_serving():
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
         sock.close()
+
+
+def test_a_port_taken_while_starting_is_one_line_too(sim, fake_slack, tmp_path):
+    """Another process starts listening on the port between our bind and our listen."""
+    import subprocess
+    import sys
+    import time
+
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    other.bind(("127.0.0.1", 0))
+    port = other.getsockname()[1]
+    config = _config(tmp_path, sim, fake_slack.base_url, signing_secret=SIGNING_SECRET)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--config", config, "serve", "--http", "--host", "127.0.0.1",
+         "--port", str(port)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not fake_slack.calls("auth.test"):  # serve binds before it asks Slack
+            assert time.monotonic() < deadline and serve.poll() is None, "serve did not get to Slack"
+            time.sleep(0.02)
+        other.listen(8)
+        _out, err = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        other.close()
+    assert serve.returncode == 2, err
+    assert err.strip().splitlines()[-1] == f"xenbot: cannot listen for HTTP on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in err
