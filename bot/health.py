@@ -37,6 +37,8 @@ def readiness(services: Any, deadline: float = CHECK_DEADLINE_SECONDS) -> tuple[
 
 
 def _database(services: Any) -> dict[str, Any]:
+    if db.database_missing(services.settings.database_url):
+        return {"ok": False, "error": db.NO_DATABASE}  # and connecting would create it
     try:
         with services.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
