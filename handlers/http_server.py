@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App, BoltRequest
 
 from bot import metrics
+from handlers.middleware import SlackSignature
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
-    def __init__(self, app: App, host: str, port: int, ready: ReadyCheck | None = None) -> None:
+    def __init__(
+        self, app: App, host: str, port: int, ready: ReadyCheck | None = None, *, signing_secret: str
+    ) -> None:
         # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
         self._socket = socket.create_server((host, port), backlog=1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            asgi_app(app, ready),
+            asgi_app(app, ready, SlackSignature(signing_secret)),
             http="httptools",
             loop="uvloop",
             lifespan="off",
@@ -82,13 +85,15 @@ class HttpServer:
         self._socket.close()
 
 
-def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def asgi_app(
+    app: App, ready: ReadyCheck | None, signature: SlackSignature
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path == EVENTS_PATH and method == "POST":
-            await _slack_request(app, scope, receive, send)
+            await _slack_request(app, signature, scope, receive, send)
         elif method == "POST":
             await _send(send, 404, b"not found", "text/plain")
         elif path == "/healthz":
@@ -104,7 +109,7 @@ def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Se
     return application
 
 
-async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def _slack_request(app: App, signature: SlackSignature, scope: Scope, receive: Receive, send: Send) -> None:
     headers: dict[str, str | Sequence[str]] = {}
     for name, value in scope["headers"]:
         key = name.decode("latin-1")
@@ -121,10 +126,19 @@ async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -
         await _send(send, 413, b"payload too large", "text/plain")
         return
     started = time.perf_counter()
-    query = scope.get("query_string", b"").decode("latin-1")
-    # Inline on the loop: dispatch verifies the signature and runs a listener that acks and
-    # hands the work on (handlers/work.py); nothing in it waits on the network.
-    response = app.dispatch(BoltRequest(body=body.decode("utf-8"), query=query, headers=headers))
+    # The signature first, on the raw bytes: nothing from an unsigned request is parsed.
+    problem = signature.problem(headers, body)
+    if problem is not None:
+        log.info("refused an unsigned request from %s: %s", _peer(scope), problem)
+        await _send(send, 401, b"invalid request", "text/plain")
+        return
+    request = _parse(body, scope, headers)
+    if request is None:
+        await _send(send, 400, b"malformed request", "text/plain")
+        return
+    # Inline on the loop: dispatch verifies the signature again and runs a listener that acks
+    # and hands the work on (handlers/work.py); nothing in it waits on the network.
+    response = app.dispatch(request)
     metrics.ACK_SECONDS.observe(time.perf_counter() - started)
     payload = (response.body or "").encode("utf-8")
     extra = [
@@ -136,6 +150,33 @@ async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -
     await send({"type": "http.response.start", "status": response.status,
                 "headers": [*extra, (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+def _parse(body: bytes, scope: Scope, headers: dict[str, str | Sequence[str]]) -> BoltRequest | None:
+    """Bolt's request, or None (logged) when a signed body is not what Slack sends.
+
+    Bolt parses in its constructor: a JSON content type with a form body, a ``payload=``
+    that is not JSON, or JSON that is not an object raise from there (or later, from the
+    listeners' matchers), so anything but an object is refused here."""
+    try:
+        request = BoltRequest(
+            body=body.decode("utf-8"), query=scope.get("query_string", b"").decode("latin-1"), headers=headers
+        )
+        if not isinstance(request.body, dict):
+            raise ValueError(f"body is a {type(request.body).__name__}, not an object")
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:  # only parsing ran
+        log.info("refused a malformed signed request from %s: %s", _peer(scope), _short(exc))
+        return None
+    return request
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "an unknown peer"
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 async def _read_body(receive: Receive) -> bytes | None:

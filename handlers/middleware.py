@@ -1,4 +1,5 @@
-"""Cross-cutting request handling: drop Slack's retried deliveries before any listener runs.
+"""Cross-cutting request handling: check Slack's signature from the raw bytes, and drop
+Slack's retried deliveries before any listener runs.
 
 Slack re-sends an event (same ``event_id``, ``X-Slack-Retry-Num`` set) when it
 did not see our 200 in time; Bolt does not deduplicate, so this does. Events
@@ -7,17 +8,50 @@ are remembered for longer than Slack's retry window (about five minutes).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from slack_bolt import BoltRequest, BoltResponse
 
 log = logging.getLogger(__name__)
 
 RETRY_WINDOW_SECONDS = 15 * 60
+SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own rule (slack_sdk.signature.SignatureVerifier)
+
+
+class SlackSignature:
+    """Slack's request signature, checked on the bytes as they arrived, before anything parses them.
+
+    slack_sdk's verifier (which Bolt runs after parsing the body) calls ``int()`` on the
+    timestamp and decodes the body as UTF-8, so an unsigned request with a word for a
+    timestamp or a stray byte in its body ended in a 500 and a traceback. Here every
+    such request is simply not signed: ``problem`` names why, and nothing else runs."""
+
+    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time) -> None:
+        self._secret = signing_secret.encode()
+        self._clock = clock
+
+    def problem(self, headers: Mapping[str, Sequence[str]], body: bytes) -> str | None:
+        """None when the request is Slack's; else a short reason fit for a log line."""
+        timestamp = next(iter(headers.get("x-slack-request-timestamp", ())), "")
+        signature = next(iter(headers.get("x-slack-signature", ())), "")
+        if not self._secret:
+            return "no signing secret is configured"
+        if not timestamp or not signature:
+            return "no signature"
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return "timestamp is not a number"
+        if abs(self._clock() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+            return "timestamp is more than five minutes off"
+        expected = "v0=" + hmac.new(self._secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), signature.encode("latin-1")):
+            return "signature does not match"
+        return None
 
 
 class SeenDeliveries:
