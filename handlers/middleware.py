@@ -15,8 +15,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db import deliveries
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,33 @@ class SeenDeliveries:
                 return False
             self._seen[key] = now
             return True
+
+
+class Triggers:
+    """Slash commands and clicks run once per ``trigger_id``, whichever replica gets them.
+
+    Claimed in the database (``slack_delivery``) by the work thread, not on the ack path:
+    the ack stays free of database round trips, and a replay is acked and then dropped.
+    If the database cannot answer, this process's own memory decides instead."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._sessions = sessions
+        self._clock = clock
+        self._memory = SeenDeliveries(ttl_seconds=deliveries.KEEP.total_seconds())
+
+    def first_time(self, body: dict[str, Any]) -> bool:
+        trigger = body.get("trigger_id")
+        if not isinstance(trigger, str) or not trigger:
+            return True  # nothing to tell deliveries apart by
+        key = f"trigger:{trigger}"
+        try:
+            first = deliveries.claim(self._sessions, key, self._clock())
+        except SQLAlchemyError as exc:  # the database is down: better this process's memory than nothing
+            log.warning("could not record Slack delivery %s (%s); checking this process's memory only", key, exc)
+            first = self._memory.first_time(key)
+        if not first:
+            log.info("dropping repeated delivery of %s from %s", key, body.get("user_id") or (body.get("user") or {}))
+        return first
 
 
 def dedupe_events(seen: SeenDeliveries) -> Callable[..., BoltResponse | None]:
