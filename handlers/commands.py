@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from bot.router import Actor
 from bot.wiring import Services
 from handlers.delivery import deliver
-from handlers.middleware import Triggers
+from handlers.middleware import Triggers, slack_channel
 from handlers.work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def register(app: App, services: Services, work: WorkPool, triggers: Triggers) -
     def run(body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         if not triggers.first_time(body):
             return  # a replay or a second delivery: the first one is answered
-        actor = Actor(user_id=body.get("user_id", ""), channel_id=body.get("channel_id"))
+        actor = Actor(user_id=body.get("user_id", ""), channel_id=slack_channel(body.get("channel_id")))
         reply = services.router.handle(actor, body.get("text", ""))
         deliver(reply, client=client, respond=respond, channel_id=actor.channel_id, user_id=actor.user_id)
 
