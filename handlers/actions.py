@@ -21,7 +21,7 @@ from bot.render.ids import Action
 from bot.render.inspection import render_error
 from bot.router import Actor
 from bot.wiring import Services
-from handlers.delivery import deliver
+from handlers.delivery import delay_notice, deliver
 from handlers.middleware import Triggers, slack_channel
 from handlers.work import WorkPool
 
@@ -83,6 +83,6 @@ def register(app: App, services: Services, work: WorkPool, triggers: Triggers) -
 
     def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
-        work.submit(run, body, action, respond, client)
+        work.submit(run, body, action, respond, client, on_delay=delay_notice(respond))
 
     app.action(XENBOT_ACTIONS)(on_action)

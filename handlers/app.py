@@ -31,7 +31,7 @@ def build_app(
         process_before_response=True,
         ignoring_self_events_enabled=True,
     )
-    work = work or WorkPool()
+    work = work or WorkPool.from_settings(services.settings.serving)
     app.middleware(dedupe_events(SeenDeliveries()))
     triggers = Triggers(services.sessions)
     commands.register(app, services, work, triggers)

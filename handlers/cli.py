@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # the work threads; a shorter switch interval than the default 5 ms gets it back sooner
     # (bench_ack.py: p99 under load about 185 -> 145 ms), at a little throughput for the work.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    work = WorkPool()
+    work = WorkPool.from_settings(settings.serving)
     app = build_app(services, client, work=work)
     apply_processes = None
     if settings.apply_processes:

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 
 from bot.router import Actor
 from bot.wiring import Services
-from handlers.delivery import deliver
+from handlers.delivery import delay_notice, deliver
 from handlers.middleware import Triggers, slack_channel
 from handlers.work import WorkPool
 
@@ -28,6 +28,6 @@ def register(app: App, services: Services, work: WorkPool, triggers: Triggers) -
     def on_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         # Nothing slow before this: Slack gives us 3 seconds, XAPI may take longer.
         ack()
-        work.submit(run, body, respond, client)
+        work.submit(run, body, respond, client, on_delay=delay_notice(respond))
 
     app.command(services.settings.slack.command)(on_command)

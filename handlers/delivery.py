@@ -8,6 +8,7 @@ everyone in it. Only a reply that is posted for everyone takes its file to the c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +64,22 @@ def deliver(
 
 
 DM_NOTE = "The full listing is in your direct messages with xenbot; only you can see it."
+
+
+def delay_notice(respond: Respond) -> Callable[[float], None]:
+    """What to tell someone whose command or click is still waiting for a free worker."""
+
+    def notify(waited: float) -> None:
+        try:
+            respond(
+                text=f"xenbot is busy right now; your answer is on its way (waiting {waited:.0f} s so far).",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.info("could not say that an answer is delayed: %s", exc)
+
+    return notify
 
 
 def upload_privately(reply: Reply, client: WebClient, user_id: str | None) -> Reply:
