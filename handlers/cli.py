@@ -126,7 +126,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             _finish_starting(services)  # before the port is bound: nothing queues meanwhile
             assert settings.slack.signing_secret is not None  # _requirements
             server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services),
-                                signing_secret=settings.slack.signing_secret.get_secret_value())
+                                signing_secret=settings.slack.signing_secret.get_secret_value(),
+                                limits=settings.serving)
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:

@@ -32,6 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App, BoltRequest
 
 from bot import metrics
+from bot.settings import ServingSettings
+from handlers.http_guard import Tally, protocol_options
 from handlers.middleware import SlackSignature
 
 log = logging.getLogger(__name__)
@@ -51,14 +53,22 @@ class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
     def __init__(
-        self, app: App, host: str, port: int, ready: ReadyCheck | None = None, *, signing_secret: str
+        self,
+        app: App,
+        host: str,
+        port: int,
+        ready: ReadyCheck | None = None,
+        *,
+        signing_secret: str,
+        limits: ServingSettings | None = None,
     ) -> None:
+        limits = limits or ServingSettings()
         # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
         self._socket = socket.create_server((host, port), backlog=1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            asgi_app(app, ready, SlackSignature(signing_secret)),
-            http="httptools",
+            asgi_app(app, ready, SlackSignature(signing_secret), limits.body_timeout_seconds),
+            **protocol_options(limits.header_timeout_seconds, limits.max_connections),
             loop="uvloop",
             lifespan="off",
             log_config=None,  # xenbot's own logging (bot/logs.py), not uvicorn's
@@ -86,14 +96,14 @@ class HttpServer:
 
 
 def asgi_app(
-    app: App, ready: ReadyCheck | None, signature: SlackSignature
+    app: App, ready: ReadyCheck | None, signature: SlackSignature, body_timeout: float = 10.0
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path == EVENTS_PATH and method == "POST":
-            await _slack_request(app, signature, scope, receive, send)
+            await _slack_request(app, signature, body_timeout, scope, receive, send)
         elif method == "POST":
             await _send(send, 404, b"not found", "text/plain")
         elif path == "/healthz":
@@ -109,7 +119,9 @@ def asgi_app(
     return application
 
 
-async def _slack_request(app: App, signature: SlackSignature, scope: Scope, receive: Receive, send: Send) -> None:
+async def _slack_request(
+    app: App, signature: SlackSignature, body_timeout: float, scope: Scope, receive: Receive, send: Send
+) -> None:
     headers: dict[str, str | Sequence[str]] = {}
     for name, value in scope["headers"]:
         key = name.decode("latin-1")
@@ -119,9 +131,14 @@ async def _slack_request(app: App, signature: SlackSignature, scope: Scope, rece
         await _send(send, 413, b"payload too large", "text/plain")
         return
     try:
-        body = await _read_body(receive)
+        async with asyncio.timeout(body_timeout):  # no extra task on the ack path, unlike wait_for
+            body = await _read_body(receive)
     except _Disconnected:
         return  # nobody to answer; Slack retries what it did not see acked
+    except TimeoutError:
+        _SLOW_BODIES.add(body_timeout)
+        await _send(send, 408, b"request timeout", "text/plain", close=True)
+        return
     if body is None:
         await _send(send, 413, b"payload too large", "text/plain")
         return
@@ -196,11 +213,16 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+_SLOW_BODIES = Tally("closed %d connection(s) that did not send their request body within %g s", level=logging.INFO)
+
+
 class _Disconnected(Exception):
     """The client went away before sending its whole request."""
 
 
-async def _send(send: Send, status: int, payload: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]})
+async def _send(send: Send, status: int, payload: bytes, content_type: str, *, close: bool = False) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
