@@ -14,6 +14,7 @@ from bot.db.models import ChangeApproval, ChangeRequest, SlackDelivery
 from bot.render.ids import Action
 from bot.services.housekeeping import Housekeeper
 from tests.handlers.harness import APPROVALS, LEAD, REQUESTER, bot_settings, running_bot, wait_state
+from tests.handlers.test_alert_flow import ALERTS, corpus
 from tests.slack.fixtures import SIGNING_SECRET
 from tests.slack.signing import block_actions, post_signed, slash_command
 
@@ -60,3 +61,20 @@ def test_the_housekeeper_forgets_old_deliveries(change_bot):
     Housekeeper(change_bot.services.changes, change_bot.services.apply).run_once()
     with sessions() as session:
         assert session.scalars(select(SlackDelivery.key)).all() == ["trigger:new"]
+
+
+def test_an_event_retried_to_the_other_replica_is_answered_once(sim, fake_slack, db_url, caplog):
+    """Slack's retry (X-Slack-Retry-Num, same event_id) reaching another replica: the event id is
+    claimed in the database (alert_delivery), so the second replica drops it."""
+    caplog.set_level(logging.INFO)
+    settings = bot_settings({"demo": sim}, fake_slack, db_url, alert_channels=[ALERTS])
+    with running_bot(settings, fake_slack) as first, running_bot(settings, fake_slack) as second:
+        event = corpus("zabbix_problem")
+        assert first.event(event, event_id="EvRetried") == 200
+        fake_slack.wait_for("chat.postMessage", timeout=20, predicate=lambda c: c.args.get("thread_ts") == event["ts"])
+        assert second.event(event, event_id="EvRetried", retry=1) == 200
+        deadline = time.monotonic() + 15
+        while not any("EvRetried: duplicate" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the retry was not handled"
+            time.sleep(0.02)
+        assert len([c for c in fake_slack.calls("chat.postMessage") if c.args.get("thread_ts") == event["ts"]]) == 1
