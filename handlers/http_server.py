@@ -181,10 +181,29 @@ def _parse(body: bytes, scope: Scope, headers: dict[str, str | Sequence[str]]) -
         )
         if not isinstance(request.body, dict):
             raise ValueError(f"body is a {type(request.body).__name__}, not an object")
+        _check_shape(request.body)
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:  # only parsing ran
         log.info("refused a malformed signed request from %s: %s", _peer(scope), _short(exc))
         return None
     return request
+
+
+# Parts Bolt's matchers and context builders read as objects (``.get``, ``["action_id"]``):
+# signed or not, a body where they are something else made dispatch raise, a 500 and a traceback.
+_OBJECTS = ("user", "channel", "container", "team", "event", "message", "view", "enterprise", "state")
+
+
+def _check_shape(body: dict[str, Any]) -> None:
+    for key in _OBJECTS:
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise ValueError(f"{key} is not an object")
+    actions = body.get("actions")
+    if actions is not None and not (
+        isinstance(actions, list) and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+    ):
+        raise ValueError("actions are not a list of actions")
+    if body.get("type") == "event_callback" and not isinstance(body.get("event"), dict):
+        raise ValueError("event_callback without an event")
 
 
 def _peer(scope: Scope) -> str:

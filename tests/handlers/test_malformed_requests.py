@@ -29,6 +29,10 @@ CASES = {
     "bad payload=": (b"payload=%7Bnot-json", FORM_CONTENT_TYPE, {}),
     "payload= not an object": (b"payload=%5B1%2C2%5D", FORM_CONTENT_TYPE, {}),
     "JSON that is not an object": (b"[1, 2]", JSON_CONTENT_TYPE, {}),
+    "an action without an id": (b"payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%7B%7D%5D%7D",
+                                FORM_CONTENT_TYPE, {}),
+    "an event that is not an object": (b'{"type": "event_callback", "event": "x"}', JSON_CONTENT_TYPE, {}),
+    "a user that is not an object": (b'{"type": "event_callback", "event": {}, "user": 3}', JSON_CONTENT_TYPE, {}),
 }
 
 
