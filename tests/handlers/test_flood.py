@@ -32,12 +32,12 @@ def test_an_alert_flood_does_not_hold_up_commands_or_clicks(sim, fake_slack, db_
         started = time.monotonic()
         _, url = bot.command("vms")
         assert "win7-kiosk" in bot.reply_text(url, timeout=10)
-        assert time.monotonic() - started < 1.5, "the command waited behind the alerts"
+        assert time.monotonic() - started < 2.5, "the command waited behind the alerts"
 
         started = time.monotonic()
         bot.click(Action.APPROVE, "1", user=LEAD, channel=APPROVALS)
         wait_state(bot, 1, "approved", "applying", "applied", timeout=10)
-        assert time.monotonic() - started < 1.5, "the approval waited behind the alerts"
+        assert time.monotonic() - started < 2.5, "the approval waited behind the alerts"
 
         deadline = time.monotonic() + 30
         while True:

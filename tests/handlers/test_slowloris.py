@@ -56,7 +56,7 @@ def test_slow_headers_are_cut_off_and_healthz_answers_meanwhile(guarded_bot, cap
             slow.append(sock)
         started = time.monotonic()
         assert get(base + "/healthz") == (200, '{"status":"ok"}')
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         deadline = time.monotonic() + 10
         for sock in slow:
             assert _closed_by_server(sock, max(0.1, deadline - time.monotonic())), "a slow client was kept"

@@ -112,7 +112,7 @@ def test_apply_processes_hand_over_and_exit_when_serve_is_killed(sim, db_url):
     try:
         request_id = request(services, Scope("pool", "demo"), "tx")
         services.changes.approve(LEAD, request_id)
-        sim.faults.latency(400, "*.add_to_other_config")  # slow writes: the apply is under way when serve dies
+        sim.faults.latency(1000, "*.add_to_other_config")  # slow writes: the apply is under way when serve dies
         parent = subprocess.Popen(
             [sys.executable, "-c", PARENT, pickle.dumps(services.settings).hex(), str(request_id)],
             stdout=subprocess.PIPE, text=True,
