@@ -264,6 +264,24 @@ class AuditSettings(_Strict):
         return SecretStr(self.key_file.read_text(encoding="utf-8").strip())
 
 
+class ServingSettings(_Strict):
+    """How ``xenbot serve`` shares its capacity, and what it tolerates from clients (``[serving]``)."""
+
+    # Threads for slash commands and button clicks; alerts never use them.
+    workers: int = Field(default=6, ge=1, le=64)
+    # Threads for alert-channel messages, apart from commands and clicks.
+    alert_workers: int = Field(default=2, ge=1, le=32)
+    # Alerts waiting per alert channel; past that they are counted and summarised in one message.
+    alert_queue_per_channel: int = Field(default=50, ge=1, le=10_000)
+    # A command or click still waiting for a worker after this long is told its answer is delayed.
+    delay_notice_seconds: float = Field(default=3.0, gt=0, le=60)
+    # HTTP mode: a client must send its request's headers, and then its body, within these.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # HTTP mode: open connections at most (kept below the process's file-descriptor limit).
+    max_connections: int = Field(default=1000, ge=10, le=100_000)
+
+
 class _NamedEnvironment(PydanticBaseSettingsSource):
     """Reads exactly the documented environment names, nothing implicit."""
 
@@ -307,6 +325,7 @@ class Settings(BaseSettings):
     policies: PolicySettings = Field(default_factory=PolicySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod

@@ -15,6 +15,7 @@ from bot.settings import (
     AuditSettings,
     PolicySettings,
     PoolSettings,
+    ServingSettings,
     Settings,
     SlackSettings,
 )
@@ -46,6 +47,7 @@ _KNOWN_KEYS: Final[dict[tuple[str, ...], list[str]]] = {
     ("policies",): list(PolicySettings.model_fields),
     ("alerts",): list(AlertSettings.model_fields),
     ("audit",): list(AuditSettings.model_fields),
+    ("serving",): list(ServingSettings.model_fields),
 }
 
 

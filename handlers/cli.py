@@ -123,7 +123,7 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
     # the work threads; a shorter switch interval than the default 5 ms gets it back sooner
     # (bench_ack.py: p99 under load about 185 -> 145 ms), at a little throughput for the work.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    work = WorkPool()
+    work = WorkPool.from_settings(settings.serving)
     app = build_app(services, client, work=work)
     apply_processes = None
     if settings.apply_processes:
@@ -158,8 +158,11 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             from handlers.http_server import HttpServer
 
             _finish_starting(services)  # bound but not listening yet: nothing queues meanwhile
+            assert settings.slack.signing_secret is not None  # _requirements
             try:
-                server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener)
+                server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener,
+                                    signing_secret=settings.slack.signing_secret.get_secret_value(),
+                                    limits=settings.serving)
             except OSError as exc:
                 raise _ListenFailed(exc) from None
             port = server.server_address[1]

@@ -364,3 +364,16 @@ class AlertMute(Base):
     muted_by: Mapped[str] = mapped_column(String(64))
     until: Mapped[datetime] = mapped_column(UTCDateTime())
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlackDelivery(Base):
+    """A slash command or click Slack delivered (by ``trigger_id``), claimed once across replicas.
+
+    A signed request replayed within the signature's five minutes, or delivered twice, finds
+    its key taken and is dropped; the housekeeper deletes rows past the replay window."""
+
+    __tablename__ = "slack_delivery"
+    __table_args__ = (Index(None, "at"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -266,31 +266,42 @@ class ApplyService:
     def _report(self, request: ChangeRequest, final: State, note: str | None = None, claimed: bool = False) -> bool:
         """Update the card and post the outcome in its thread, once.
 
-        The post is claimed first (``reported_at``, compare-and-set), so a slow Slack cannot
-        make the housekeeper's ``report_unreported`` post it a second time meanwhile; a post
-        Slack did not take releases the claim for it. Returns False when Slack did not take it."""
-        with self.sessions() as session:
-            counts, failures, activation = self._outcome_of(session, request.id)
-            # The card's place is read again: it may have been recorded after this apply began
-            # (an approval clicked within moments of the card appearing).
-            card = session.execute(
-                select(ChangeRequest.message_channel, ChangeRequest.message_ts).where(ChangeRequest.id == request.id)
-            ).one()
-        request.message_channel, request.message_ts = card.message_channel, card.message_ts
-        self.changes.refresh_message(request.id)
-        if request.kind == "activate":
-            reply = render.activation_summary(request, final, counts, failures)
-        else:
-            reply = render.apply_summary(request, final, counts, failures, activation)
-        if note:
-            reply = render.with_note(reply, note)
+        The post is claimed first (``reported_at``, compare-and-set), before anything talks to
+        Slack: claimed only after the card's ``chat.update``, a slow Slack left the finished
+        change unclaimed for as long as that call took, and the housekeeper's
+        ``report_unreported`` could post the outcome too. A post Slack did not take (or a
+        failure before it) releases the claim for the housekeeper. Returns False when Slack
+        did not take it."""
         if not claimed:
             try:
                 if not self._mark_reported(request.id, self.clock()):
                     return True  # someone else has posted it
             except Exception:  # post anyway: a late duplicate is better than no outcome at all
                 log.exception("could not claim the outcome post of change #%s", request.id)
-        if not self.post_in_thread(request, reply):
+        try:
+            with self.sessions() as session:
+                counts, failures, activation = self._outcome_of(session, request.id)
+                # The card's place is read again: it may have been recorded after this apply began
+                # (an approval clicked within moments of the card appearing).
+                card = session.execute(
+                    select(ChangeRequest.message_channel, ChangeRequest.message_ts).where(
+                        ChangeRequest.id == request.id
+                    )
+                ).one()
+            request.message_channel, request.message_ts = card.message_channel, card.message_ts
+            self.changes.refresh_message(request.id)
+            if request.kind == "activate":
+                reply = render.activation_summary(request, final, counts, failures)
+            else:
+                reply = render.apply_summary(request, final, counts, failures, activation)
+            if note:
+                reply = render.with_note(reply, note)
+            posted = self.post_in_thread(request, reply)
+        except Exception:
+            if not claimed:
+                self._release_report(request.id)  # report_unreported() tries again
+            raise
+        if not posted:
             self._release_report(request.id)  # report_unreported() tries again
             return False
         return True

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import replace
 
-from bot.db import audit
+from bot.db import audit, deliveries
 from bot.render import policies as render
 from bot.render.blocks import Reply
 from bot.services.apply import ApplyService
@@ -60,6 +60,7 @@ class Housekeeper:
             resumed = self.apply.recover()
             reposted = self.changes.repost_missing_cards()
             reported = self.apply.report_unreported()
+            deliveries.forget(self.changes.sessions, self.changes.clock())
             if expired or resumed or reposted or reported:
                 log.info("housekeeping: %d request(s) expired, resumed %s, posted late: cards %s, outcomes %s",
                          expired, resumed, reposted, reported)
