@@ -154,13 +154,20 @@ def refusal(text: str) -> Reply:
     return Reply(text=text, blocks=[section(":no_entry: " + escape(text))], error=True)
 
 
-def approval_recorded(request: RequestLike, approved: bool) -> Reply:
+def approval_recorded(request: RequestLike, approved: bool, left: int = 1) -> Reply:
+    needs = "another approver" if left == 1 else f"{left} more approvers"
     text = (
         f"You approved change #{request.id}; applying it now."
         if approved
-        else f"Your approval of change #{request.id} is recorded; it needs another approver."
+        else f"Your approval of change #{request.id} is recorded; it needs {needs}."
     )
     return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))])
+
+
+def already_approved(request: RequestLike, reason: str) -> Reply:
+    """A repeated click (double click, Slack retry, another replica): where the request stands, not an error."""
+    text = f"Change #{request.id}: {reason}."
+    return Reply(text=text, blocks=[section(":information_source: " + escape(text))])
 
 
 def closed(request_id: int, state: State, user: str) -> Reply:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
@@ -23,7 +24,13 @@ from bot.db import audit
 from bot.db.models import ChangeApproval, ChangeRequest, ChangeResult, PendingActivation
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
-from bot.domain.approvals import State, check_approval, check_transition
+from bot.domain.approvals import (
+    ApprovalCheck,
+    State,
+    check_approval,
+    check_transition,
+    missing_approvals,
+)
 from bot.domain.changes import (
     ACTIVATION_TEXT,
     AUTOMATIC_ACTIVATIONS,
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 
 # How long a new request's first card post may take before the housekeeper posts it instead.
 CARD_GRACE = timedelta(seconds=30)
+EXPIRED = "this request has expired; ask for it again"
 LATE_CARD_NOTE = "Posted late: Slack did not take this card when the change was requested."
 
 Clock = Callable[[], datetime]
@@ -281,52 +289,83 @@ class ChangeService:
     # -- approve / reject / cancel ---------------------------------------------------
 
     def approve(self, approver: str, request_id: int) -> tuple[Reply, bool]:
-        """Count one approval; returns the clicker's answer and whether the request is now approved."""
+        """Count one approval; returns the clicker's answer and whether the request is now approved.
+
+        Approvals are counted under a lock on the request's row (``SELECT … FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), so two approvers
+        clicking at once on two replicas are counted one after the other and the last one
+        always moves the request on. The unique (request, approver) pair is the answer to a
+        double click: "already approved", never an error."""
         now = self.clock()
         with self.sessions.begin() as session:
-            request = self._load(session, request_id)
+            request = self._load(session, request_id, lock=True)
             if request.state == State.PENDING and now >= request.expires_at:
                 self._expire(session, request, now)
-                refused = "this request has expired; ask for it again"
-                self._refuse(session, approver, request, "approve", refused)
-                expired = True
+                self._refuse(session, approver, request, "approve", EXPIRED)
+                outcome: tuple[str, str] = ("expired", EXPIRED)
             else:
-                expired = False
-                so_far = self.approvers_of(request.id, session)
-                check = check_approval(
-                    policy=self.access,
-                    members_of=self.members_of,
-                    approver=approver,
-                    requester=request.requester,
-                    state=State(request.state),
-                    expires_at=request.expires_at,
-                    now=now,
-                    approvals_so_far=so_far,
-                    required=self.slack.required_approvals,
-                )
-                if not check.decision.allowed:
-                    self._refuse(session, approver, request, "approve", check.decision.reason)
-                    refused = check.decision.reason
-                else:
-                    refused = ""
-                    session.add(ChangeApproval(request_id=request.id, approver=approver, at=now))
-                    session.flush()
-                    audit.record(
-                        session,
-                        actor=approver,
-                        action="change.approval",
-                        target=f"change #{request.id}",
-                        details={"approvals": [*so_far, approver], "required": self.slack.required_approvals},
-                    )
-                    if check.complete:
-                        self._transition(session, request, State.PENDING, State.APPROVED, approver)
-        if expired:
-            self.refresh_message(request_id)
-        if refused:
-            return render.refusal(f"Not approved: {refused}."), False
+                outcome = self._count_approval(session, request, approver, now)
         self.refresh_message(request_id)
-        approved = State(request.state) is State.APPROVED
-        return render.approval_recorded(request, approved), approved
+        verdict, reason = outcome
+        if verdict in ("expired", "refused"):
+            return render.refusal(f"Not approved: {reason}."), False
+        if verdict == "already":
+            return render.already_approved(request, reason), False
+        if verdict == "recorded":  # the count as it stood when this approval was added, not after
+            return render.approval_recorded(request, False, int(reason)), False
+        return render.approval_recorded(request, True), True
+
+    def _count_approval(
+        self, session: Session, request: ChangeRequest, approver: str, now: datetime
+    ) -> tuple[str, str]:
+        """("approved" | "recorded" | "already" | "refused", reason), in the caller's transaction;
+        for "recorded", the reason is how many approvals are still missing."""
+        so_far = self.approvers_of(request.id, session)
+        check = self._check(request, approver, so_far, now)
+        if check.decision.allowed and not check.already and not self._add_approval(session, request, approver, now):
+            # Only reachable without the row lock (it is the database's answer, not a guess):
+            # the same approver's other click was counted first.
+            so_far = self.approvers_of(request.id, session)
+            check = self._check(request, approver, so_far, now)
+        if not check.decision.allowed:
+            self._refuse(session, approver, request, "approve", check.decision.reason)
+            return ("already" if check.already else "refused"), check.decision.reason
+        if not check.already:
+            audit.record(
+                session,
+                actor=approver,
+                action="change.approval",
+                target=f"change #{request.id}",
+                details={"approvals": [*so_far, approver], "required": self.slack.required_approvals},
+            )
+        if not check.complete:
+            return "recorded", str(missing_approvals([*so_far, approver], self.slack.required_approvals))
+        if self.transition(session, request, (State.PENDING,), State.APPROVED, approver):
+            return "approved", ""
+        return "already", f"you have already approved this request; it is {State(request.state).label}"
+
+    def _check(self, request: ChangeRequest, approver: str, so_far: list[str], now: datetime) -> ApprovalCheck:
+        return check_approval(
+            policy=self.access,
+            members_of=self.members_of,
+            approver=approver,
+            requester=request.requester,
+            state=State(request.state),
+            expires_at=request.expires_at,
+            now=now,
+            approvals_so_far=so_far,
+            required=self.slack.required_approvals,
+        )
+
+    @staticmethod
+    def _add_approval(session: Session, request: ChangeRequest, approver: str, now: datetime) -> bool:
+        """Insert one approval; False when the unique (request, approver) pair already exists."""
+        try:
+            with session.begin_nested():
+                session.add(ChangeApproval(request_id=request.id, approver=approver, at=now))
+        except IntegrityError:
+            return False
+        return True
 
     def reject(self, user: str, request_id: int) -> Reply:
         return self._close(user, request_id, State.REJECTED)
@@ -338,7 +377,7 @@ class ChangeService:
         now = self.clock()
         verb = "reject" if new is State.REJECTED else "cancel"
         with self.sessions.begin() as session:
-            request = self._load(session, request_id)
+            request = self._load(session, request_id, lock=True)  # queued behind a concurrent approval
             if new is State.CANCELLED:
                 allowed = user == request.requester or self.access.may_approve(
                     user, request.requester, self.members_of
@@ -476,8 +515,9 @@ class ChangeService:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _load(self, session: Session, request_id: int) -> ChangeRequest:
-        request = session.get(ChangeRequest, request_id)
+    def _load(self, session: Session, request_id: int, *, lock: bool = False) -> ChangeRequest:
+        """The request; ``lock`` takes its row lock (PostgreSQL) so decisions on it queue up."""
+        request = session.get(ChangeRequest, request_id, with_for_update=lock or None, populate_existing=lock)
         if request is None:
             latest = session.scalar(select(func.max(ChangeRequest.id))) or 0
             raise names.NotFound("change request", f"#{request_id}", [f"#{latest}"] if latest else [])
