@@ -212,28 +212,50 @@ def recording_resumed(request: RequestLike, seconds: float) -> Reply:
     return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))], ephemeral=False)
 
 
-def stale_note(request: RequestLike, old: Plan, fresh: Plan) -> str:
+def stale_note(request: RequestLike, old: Plan, fresh: Plan, gone: Sequence[str] = ()) -> str:
     old_ids = {i.uuid: i for i in old.interfaces}
     new_ids = {i.uuid: i for i in fresh.interfaces}
     added = [i.label for u, i in new_ids.items() if u not in old_ids]
-    gone = [i.label for u, i in old_ids.items() if u not in new_ids]
+    missing = set(gone)
+    dropped = [i.label for u, i in old_ids.items() if u not in new_ids and i.label not in missing]
     changed = [i.label for u, i in new_ids.items() if u in old_ids and old_ids[u].changes != i.changes]
     parts = [
         f"Change #{request.id} was approved, but live state differs from what was approved, so nothing was applied."
     ]
-    if added:
-        parts.append(f"New: {', '.join(added[:20])}{' …' if len(added) > 20 else ''}.")
     if gone:
-        parts.append(f"No longer needed or gone: {', '.join(gone[:20])}{' …' if len(gone) > 20 else ''}.")
+        parts.append(f"No longer exist: {_some(gone)}.")
+    if added:
+        parts.append(f"New: {_some(added)}.")
+    if dropped:
+        parts.append(f"No longer needed: {_some(dropped)}.")
     if changed:
-        parts.append(f"Values changed meanwhile: {', '.join(changed[:20])}{' …' if len(changed) > 20 else ''}.")
+        parts.append(f"Values changed meanwhile: {_some(changed)}.")
     parts.append("Please review the new plan below.")
     return " ".join(parts)
 
 
-def stale_nothing_left(request: RequestLike) -> Reply:
-    text = f"Change #{request.id} is stale: live state already matches it, so there is nothing left to apply."
-    return Reply(text=text, blocks=[section(escape(text))], ephemeral=False)
+def stale_reason(
+    request: RequestLike, old: Plan, fresh: Plan, gone: Sequence[str], new_id: int | None
+) -> Reply:
+    """Posted in the stale request's own thread, so whoever approved it learns what became of it."""
+    if new_id is not None:
+        text = stale_note(request, old, fresh, gone).removesuffix(" Please review the new plan below.")
+        text += f" What is left to change is change #{new_id}, posted for approval."
+    elif gone and len(gone) == len(old.interfaces):
+        text = (
+            f"Change #{request.id} is stale: nothing was applied, because the {old.scope_kind} "
+            f"{old.scope_label} and its approved interfaces no longer exist ({_some(gone)}): "
+            "destroyed, or their interfaces removed, since it was requested. Nothing is left to approve."
+        )
+    else:
+        text = f"Change #{request.id} is stale: live state already matches it, so there is nothing left to apply."
+        if gone:
+            text += f" No longer exist: {_some(gone)}."
+    return Reply(text=text, blocks=[section(":arrows_counterclockwise: " + escape(text))], ephemeral=False)
+
+
+def _some(labels: Sequence[str], limit: int = 20) -> str:
+    return ", ".join(labels[:limit]) + (" …" if len(labels) > limit else "")
 
 
 def resumed(request: RequestLike, recorded: int, found: int, remaining: int) -> Reply:

@@ -208,6 +208,8 @@ class ApplyService:
         return True
 
     def _stale(self, request: ChangeRequest, fresh: Plan, actor: str) -> State | None:
+        """Live state is not what was approved: apply nothing, say why in the request's thread,
+        and ask for approval of what is left (if anything) as a new request."""
         with self.sessions.begin() as session:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
@@ -215,6 +217,12 @@ class ApplyService:
                 return None
         self.changes.refresh_message(request.id)
         old = Plan.from_json(request.plan)
+        try:  # approved interfaces that no longer exist (destroyed, or their VM or host was)
+            inventory = self.gateways.get(request.pool).inventory()
+            gone = [i.label for i in old.interfaces if inventory.interface(i.uuid) is None]
+        except XenError:
+            gone = []
+        new_id = None
         if fresh.interfaces:
             new = self.changes.create_request(
                 kind=request.kind,
@@ -225,9 +233,9 @@ class ApplyService:
                 scope_target=request.plan.get("scope_target", request.scope_label),
                 parent_id=request.id,
             )
-            self.changes.post_for_approval(new, fresh, note=render.stale_note(request, old, fresh))
-        else:
-            self.post_in_thread(request, render.stale_nothing_left(request))
+            new_id = new.id
+            self.changes.post_for_approval(new, fresh, note=render.stale_note(request, old, fresh, gone))
+        self.post_in_thread(request, render.stale_reason(request, old, fresh, gone, new_id))
         return State.STALE
 
     # -- finishing -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +43,7 @@ from bot.domain.changes import (
     plan_change,
     plan_restore,
 )
-from bot.domain.model import Interface, PoolInventory, Vif
+from bot.domain.model import Interface, Pif, PoolInventory, Vif
 from bot.domain.offload import ModeError, parse_modes
 from bot.render import changes as render
 from bot.render.blocks import Reply
@@ -122,14 +122,24 @@ class ChangeService:
         return plan_change(inventory, action, modes, scope.kind, label, interfaces)
 
     def replan(self, request: ChangeRequest) -> Plan:
-        """The same request computed again from live state, for comparison with the approved plan."""
+        """The same request computed again from live state, for comparison with the approved plan.
+
+        The scope is found again from the approved interfaces' uuids, never from the name typed
+        when it was requested: a VM renamed since is still the same VM (its VIFs keep their uuids
+        and their VM), and a new VM that took the old name is not it. A target whose interfaces
+        are all gone gives an empty plan (the request goes stale), not a "no VM matches" error."""
         if request.kind == "revert":
             previous = self._previous_values(request.parent_id or 0)
             inventory = self.inspection.gateway(request.pool).inventory()
             return plan_restore(inventory, previous, request.scope_label)
         stored = Plan.from_json(request.plan)
-        scope = Scope(request.scope_kind, request.plan.get("scope_target", request.scope_label), request.pool)  # type: ignore[arg-type]
-        return self.plan(stored.action, stored.modes, scope)
+        inventory = self.inspection.gateway(request.pool).inventory()
+        found = _scope_again(inventory, stored)
+        if found is None:
+            note = f"{stored.scope_kind} {stored.scope_label} no longer exists"
+            return replace(stored, interfaces=(), unchanged=0, notes=(note,))
+        label, interfaces = found
+        return plan_change(inventory, stored.action, stored.modes, stored.scope_kind, label, interfaces)
 
     # -- request --------------------------------------------------------------------
 
@@ -605,3 +615,30 @@ def _offloadable(iface: Interface) -> bool:
     the physical member NICs carry the setting, so host- and pool-wide changes target those."""
     return iface.kind == "vif" or bool(getattr(iface, "physical", False))
 
+
+
+def _scope_again(inventory: PoolInventory, approved: Plan) -> tuple[str, list[Interface]] | None:
+    """The approved scope's label and interfaces now, found by the approved interfaces' uuids.
+
+    A VIF's VM and a PIF's host never change (both are fixed when XAPI creates the object), so
+    any approved interface still there leads to its VM or host whatever it is called now. None
+    when none is left: the VM or host was destroyed, or all its approved interfaces were."""
+    alive = [i for i in (inventory.interface(p.uuid) for p in approved.interfaces) if i is not None]
+    kind = approved.scope_kind
+    if kind == "pool":
+        return inventory.pool, [i for i in interfaces_in_scope(inventory, "pool", None) if _offloadable(i)]
+    if kind in ("vif", "pif"):
+        return (alive[0].label, alive[:1]) if alive else None
+    if kind == "vm":
+        vms = [inventory.vms[i.vm_ref] for i in alive if isinstance(i, Vif) and i.vm_ref in inventory.vms]
+        return (vms[0].name, interfaces_in_scope(inventory, "vm", vms[0])) if vms else None
+    hosts = [inventory.hosts[i.host_ref] for i in alive if isinstance(i, Pif) and i.host_ref in inventory.hosts]
+    if not hosts:
+        # Only VIFs were approved (the host's PIFs were already as asked). Their VMs may have
+        # migrated since, so they do not say which host was meant; its name (hosts are seldom
+        # renamed) does. No host of that name: gone, and the request goes stale.
+        hosts = [h for h in inventory.hosts.values() if h.name == approved.scope_label]
+    if not hosts:
+        return None
+    host = hosts[0]
+    return host.name, [i for i in interfaces_in_scope(inventory, "host", host) if _offloadable(i)]
