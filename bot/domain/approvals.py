@@ -38,7 +38,8 @@ class State(StrEnum):
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.APPROVED, State.REJECTED, State.CANCELLED, State.EXPIRED, State.STALE}),
-    State.APPROVED: frozenset({State.APPLYING, State.STALE, State.CANCELLED}),
+    # approved → failed: xenbot gave up on applying it (``apply_attempts`` tries that did not finish).
+    State.APPROVED: frozenset({State.APPLYING, State.STALE, State.CANCELLED, State.FAILED}),
     State.APPLYING: frozenset({State.APPLIED, State.PARTIALLY_FAILED, State.FAILED, State.STALE}),
 }
 

@@ -180,12 +180,28 @@ def progress(request: RequestLike, done: int, total: int) -> Reply:
     return Reply(text=text, blocks=[section(f":gear: *{escape(title(request))}*\n{escape(text)}")], ephemeral=False)
 
 
-def apply_postponed(request: RequestLike, reason: str) -> Reply:
+def apply_postponed(request: RequestLike, reason: str, attempt: int | None = None, limit: int | None = None) -> Reply:
+    tries = f" (try {attempt} of {limit}; after {limit} the request fails)" if attempt and limit else ""
     text = (
         f"Change #{request.id} is approved but could not be applied: {reason}. Nothing was written; "
-        "xenbot keeps the approved request and tries again when the pool answers."
+        f"xenbot keeps the approved request and tries again when the pool answers{tries}."
     )
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
+
+
+def gave_up(request: RequestLike, final: State, attempts: int, reason: str, applied: int, failed: int) -> Reply:
+    """xenbot stops trying: why, what was done, and what people can do now."""
+    if not applied:
+        done = "Nothing was written."
+    else:
+        done = f"{applied} interface(s) were changed (see `/xen change {request.id}`)"
+        done += f"; {failed} were not." if failed else "."
+    text = (
+        f"Change #{request.id} {final.label}: xenbot tried {attempts} time(s) to apply it and stops trying. "
+        f"Last reason: {reason}. {done} Fix the cause and request the change again if it is still needed; "
+        "xenbot will not try this request again."
+    )
+    return Reply(text=text, blocks=[section(f"{_STATE_ICON.get(final, '')} " + escape(text))], ephemeral=False)
 
 
 def recording_delayed(request: RequestLike, reason: str, patience: float, write_window: float) -> Reply:

@@ -117,10 +117,16 @@ class ApplyService:
         try:
             fresh = self.changes.replan(request)
         except XenError as exc:
-            # Nothing was written; the approval stands and recover() will try again.
-            self.post_in_thread(request, render.apply_postponed(request, str(exc)))
+            # Nothing was written; the approval stands and recover() tries again, a limited number of times.
             log.warning("change #%s postponed: %s", request.id, exc)
-            return State.APPROVED
+            counted = self.changes.attempt_failed(request.id, str(exc), self.me, seen=request.updated_at)
+            if counted is None:
+                return None
+            left_in, attempts = counted
+            if left_in is State.APPROVED:
+                self.post_in_thread(request, render.apply_postponed(
+                    request, str(exc), attempts, self.changes.slack.apply_attempts))
+            return left_in
         if fresh.content_hash != request.plan_hash:
             return self._stale(request, fresh, actor)
         if not self._claim(request, (State.APPROVED,), actor):
@@ -138,7 +144,10 @@ class ApplyService:
         handled = []
         for request_id in stuck:
             if self.recovery_runner is None:
-                self.recover_one(request_id, lease)
+                try:
+                    self.recover_one(request_id, lease)
+                except Exception:  # e.g. the database went away meanwhile: the others still get their turn
+                    log.exception("could not recover change #%s", request_id)
             else:
                 with self._recovering_lock:
                     if request_id in self._recovering:
@@ -156,16 +165,34 @@ class ApplyService:
 
     def recover_one(self, request_id: int, lease: timedelta = LEASE) -> State | None:
         """Finish one request if it is still stuck: judged again here, as it may have moved on
-        since ``recover`` picked it (its holder's heartbeat came back, another replica took it)."""
+        since ``recover`` picked it (its holder's heartbeat came back, another replica took it).
+
+        A try that does not reach an end (an error, the pool not answering) is counted in the
+        database; after ``apply_attempts`` of them the request fails with the reason, so a
+        request can never be retried forever."""
         with self.sessions() as session:
             request = session.scalars(
                 select(ChangeRequest).where(ChangeRequest.id == request_id, self._stuck(self.clock() - lease))
             ).first()
         if request is None:
             return None
-        if request.state == State.APPROVED:
-            return self.execute(request.id)
-        return self._resume(request)
+        try:
+            if request.state == State.APPROVED:
+                return self.execute(request.id)
+            final = self._resume(request)
+            if final is not State.APPLYING:
+                return final
+            # The pool did not answer (the thread says so); ask it once more for the reason.
+            reason = "the pool did not answer"
+            try:
+                self.gateways.get(request.pool).inventory()
+            except XenError as exc:
+                reason = str(exc)
+        except Exception as exc:
+            log.exception("could not finish change #%s", request_id)
+            reason = f"{type(exc).__name__}: {exc}"
+        counted = self.changes.attempt_failed(request_id, reason, self.me)
+        return counted[0] if counted else None
 
     def _recovered(self, request_id: int, _job: object = None) -> None:
         with self._recovering_lock:

@@ -30,6 +30,7 @@ from bot.domain.approvals import (
     check_approval,
     check_transition,
     missing_approvals,
+    outcome,
 )
 from bot.domain.changes import (
     ACTIVATION_TEXT,
@@ -424,6 +425,69 @@ class ChangeService:
         for request_id in ids:
             self.refresh_message(request_id)
         return len(ids)
+
+    # -- tries that do not reach an end ------------------------------------------------------
+
+    def attempt_failed(
+        self, request_id: int, reason: str, holder: str, seen: datetime | None = None
+    ) -> tuple[State, int] | None:
+        """Count one try to apply (or finish) a request that did not reach an end, in the database.
+
+        Below ``apply_attempts`` the request keeps its state and is tried again a lease later
+        (``updated_at`` is bumped for an approved one; a resumed one has a fresh heartbeat).
+        At the limit it fails with ``reason``: the thread, the card and the audit say so, and
+        nobody tries again. Returns the state it is left in and the tries so far; None when it
+        moved on meanwhile or another replica holds it (that replica's tries are its own to count).
+
+        ``seen`` is the ``updated_at`` of the approved request this try started from: when two
+        replicas' housekeepers try it in the same round, the second finds it counted already."""
+        now = self.clock()
+        limit = self.slack.apply_attempts
+        with self.sessions.begin() as session:
+            request = self._load(session, request_id, lock=True)
+            if request.state == State.APPLYING and request.executor != holder:
+                return None
+            if request.state not in (State.APPROVED, State.APPLYING):
+                return None
+            if request.state == State.APPROVED and seen is not None and request.updated_at != seen:
+                return None  # tried alongside by another replica, which counted (and said) it
+            request.attempts = (request.attempts or 0) + 1
+            if request.state == State.APPROVED:
+                request.updated_at = now
+            session.flush()
+            attempts = request.attempts
+            audit.record(
+                session,
+                actor="system",
+                action="change.attempt_failed",
+                target=f"change #{request.id}",
+                details={"attempt": attempts, "of": limit, "reason": reason, "state": request.state},
+            )
+            if attempts < limit:
+                return State(request.state), attempts
+            results = session.scalars(
+                select(ChangeResult.status).where(ChangeResult.request_id == request.id)
+            ).all()
+            done = sum(1 for r in results if r in ("applied", "activated"))
+            # Failed: recorded as failed, or never written (no result at all).
+            failed = len(results) - done + max(len(Plan.from_json(request.plan).interfaces) - len(results), 0)
+            final = State.FAILED if request.state == State.APPROVED else outcome(done, failed)
+            summary = {"gave_up": reason, "attempts": attempts, "applied": done}
+            if not self.transition(session, request, (State(request.state),), final, "system",
+                                   summary=summary, reported_at=now):
+                return None
+        self.refresh_message(request_id)
+        self._post_in_thread(request, render.gave_up(request, final, attempts, reason, done, failed))
+        return final, attempts
+
+    def _post_in_thread(self, request: ChangeRequest, reply: Reply) -> None:
+        channel = request.message_channel or request.channel
+        if not channel:
+            return
+        try:
+            self.messenger.post(channel, reply, thread_ts=request.message_ts)
+        except Exception:
+            log.exception("could not post about change #%s", request.id)
 
     # -- revert and activation requests -------------------------------------------------
 

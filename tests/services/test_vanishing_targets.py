@@ -1,4 +1,4 @@
-"""Targets renamed or destroyed between request and approval.
+"""Targets renamed or destroyed between request and approval, and tries that never end.
 
 End to end through the service stack (the router's approve button, the apply path, the
 housekeeper) against the simulator over HTTP, on SQLite and PostgreSQL.
@@ -16,7 +16,11 @@ from bot.domain.approvals import State
 from bot.render.ids import Action
 from bot.router import Actor
 from bot.services.changes import Scope
-from tests.services.test_apply import LEAD, request, stack, state
+from bot.services.housekeeping import Housekeeper
+from bot.settings import Settings, SlackSettings
+from bot.wiring import build
+from tests.conftest_xen import pool_settings
+from tests.services.test_apply import LEAD, RecordingMessenger, request, stack, state
 
 
 @pytest.fixture
@@ -88,3 +92,86 @@ def test_a_pool_wide_change_with_a_vm_destroyed_asks_again_for_the_rest(sim, ser
     assert "No longer exist: pfsense-fw01:2" in message and f"change #{request_id + 1}" in message
     new_card = next(r for _c, r, thread in services.recorder.posts if f"Change #{request_id + 1}:" in r.text)
     assert "No longer exist: pfsense-fw01:2" in str(new_card.blocks)
+
+
+def test_an_approved_change_whose_pool_stays_down_fails_after_the_configured_tries(sim, db_url):
+    services, messenger = stack(sim, db_url, apply_attempts=3)
+    services.recorder = messenger  # type: ignore[attr-defined]
+    try:
+        request_id = request(services, Scope("vm", "win2019-dc01"))
+        sim.faults.drop("*", share=1.0)
+        approve(services, request_id)  # try 1: the pool does not answer
+        assert state(services, request_id) == State.APPROVED
+        assert services.apply.recover(lease=timedelta(0)) == [request_id]  # try 2
+        assert state(services, request_id) == State.APPROVED
+        services.apply.recover(lease=timedelta(0))  # try 3: the last
+        assert state(services, request_id) == State.FAILED
+        assert services.apply.recover(lease=timedelta(0)) == []  # never again
+        texts = thread_texts(services, request_id)
+        assert "try 1 of 3" in texts[0] and "try 2 of 3" in texts[1]
+        assert "Change #1 failed: xenbot tried 3 time(s)" in texts[-1] and "Nothing was written" in texts[-1]
+        assert "Last reason: pool 'demo' is unreachable" in texts[-1]
+        actions = audit_actions(services, request_id)
+        assert actions.count("change.attempt_failed") == 3 and actions[-1] == "change.failed"
+        with services.sessions() as session:
+            row = session.get(ChangeRequest, request_id)
+            assert row.attempts == 3 and "gave_up" in row.summary and row.reported_at is not None
+        assert "failed" in messenger.updates[-1][2].text
+        sim.clear_faults()
+        assert services.apply.report_unreported(grace=timedelta(0)) == []  # the thread has it already
+    finally:
+        sim.clear_faults()
+        services.close()
+
+
+def test_a_resumed_change_whose_pool_stays_down_fails_after_the_configured_tries(sim, db_url):
+    services, messenger = stack(sim, db_url, apply_attempts=2)
+    services.recorder = messenger  # type: ignore[attr-defined]
+    try:
+        request_id = request(services, Scope("vm", "win2019-dc01"))
+        services.changes.approve(LEAD, request_id)
+        with services.sessions.begin() as session:  # a replica took it and died
+            row = session.get(ChangeRequest, request_id)
+            row.state, row.executor = State.APPLYING, "dead:1:0"
+            row.heartbeat_at = datetime.now(UTC) - timedelta(hours=1)
+        sim.faults.drop("*", share=1.0)
+        services.apply.recover(lease=timedelta(0))
+        assert state(services, request_id) == State.APPLYING
+        services.apply.recover(lease=timedelta(0))
+        assert state(services, request_id) == State.FAILED
+        assert "tried 2 time(s)" in thread_texts(services, request_id)[-1]
+    finally:
+        sim.clear_faults()
+        services.close()
+
+
+def test_a_request_for_a_pool_no_longer_configured_fails_instead_of_looping(sim, db_url):
+    """Not a pool error but a lookup error (before: logged by the housekeeper every 30 s, forever)."""
+    first, _ = stack(sim, db_url)
+    request_id = request(first, Scope("vm", "win2019-dc01"))
+    first.changes.approve(LEAD, request_id)
+    first.close()
+    # The operator renamed the pool in the configuration; the approved request still names "demo".
+    settings = Settings(
+        pools=[pool_settings(sim, name="prod")],
+        slack=SlackSettings(approvers=[LEAD], approvals_channel="C0APPROVE", apply_attempts=2),
+    ).model_copy(update={"database_url": db_url})
+    services = build(settings, messenger=RecordingMessenger())
+    services.recorder = services.messenger  # type: ignore[attr-defined]
+    try:
+        now = [datetime.now(UTC)]
+
+        def clock() -> datetime:
+            return now[0]
+
+        services.changes.clock = services.apply.clock = clock
+        housekeeper = Housekeeper(services.changes, services.apply)
+        for _ in range(2):
+            now[0] += timedelta(minutes=5)
+            housekeeper.run_once()
+        assert state(services, request_id) == State.FAILED
+        assert "No pool matches" in thread_texts(services, request_id)[-1]
+        now[0] += timedelta(minutes=5)
+        assert services.apply.recover() == []
+    finally:
+        services.close()
