@@ -684,8 +684,9 @@ def _offloadable(iface: Interface) -> bool:
 def _scope_again(inventory: PoolInventory, approved: Plan) -> tuple[str, list[Interface]] | None:
     """The approved scope's label and interfaces now, found by the approved interfaces' uuids.
 
-    A VIF's VM and a PIF's host never change (both are fixed when XAPI creates the object), so
-    any approved interface still there leads to its VM or host whatever it is called now. None
+    A VIF's VM and a PIF's host never change (both are ``StaticRO`` fields, set when XAPI creates
+    the object: xen-api ocaml/idl/datamodel.ml, VIF "VM" and PIF "host"), so any approved
+    interface still there leads to its VM or host whatever it is called now. None
     when none is left: the VM or host was destroyed, or all its approved interfaces were."""
     alive = [i for i in (inventory.interface(p.uuid) for p in approved.interfaces) if i is not None]
     kind = approved.scope_kind
