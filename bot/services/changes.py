@@ -316,8 +316,9 @@ class ChangeService:
                 outcome: tuple[str, str] = ("expired", EXPIRED)
             else:
                 outcome = self._count_approval(session, request, approver, now)
-        self.refresh_message(request_id)
         verdict, reason = outcome
+        if verdict not in ("refused", "already"):  # a refused or repeated click changed nothing on the card
+            self.refresh_message(request_id)
         if verdict in ("expired", "refused"):
             return render.refusal(f"Not approved: {reason}."), False
         if verdict == "already":
