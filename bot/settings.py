@@ -142,6 +142,10 @@ class SlackSettings(_Strict):
     allow_self_approval: bool = False
     approval_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     required_approvals: int = Field(default=1, ge=1, le=10)
+    # Tries to apply (or, after a crash, finish) an approved change that do not reach an end
+    # (pool not answering, target gone, an error) before the request fails with the reason.
+    # Tries are about a heartbeat lease (90 s) apart, so 5 gives a pool about 7 minutes.
+    apply_attempts: int = Field(default=5, ge=1, le=100)
 
     @field_validator("command")
     @classmethod

@@ -228,6 +228,9 @@ class ChangeRequest(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     # When the outcome was posted; empty while Slack could not take it (the housekeeper retries).
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Tries to apply (or finish) it that did not reach an end: the pool not answering, a target
+    # gone, a bug. At ``[slack] apply_attempts`` the request fails, so recovery never loops forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ChangeApproval(Base):

@@ -155,13 +155,20 @@ def refusal(text: str) -> Reply:
     return Reply(text=text, blocks=[section(":no_entry: " + escape(text))], error=True)
 
 
-def approval_recorded(request: RequestLike, approved: bool) -> Reply:
+def approval_recorded(request: RequestLike, approved: bool, left: int = 1) -> Reply:
+    needs = "another approver" if left == 1 else f"{left} more approvers"
     text = (
         f"You approved change #{request.id}; applying it now."
         if approved
-        else f"Your approval of change #{request.id} is recorded; it needs another approver."
+        else f"Your approval of change #{request.id} is recorded; it needs {needs}."
     )
     return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))])
+
+
+def already_approved(request: RequestLike, reason: str) -> Reply:
+    """A repeated click (double click, Slack retry, another replica): where the request stands, not an error."""
+    text = f"Change #{request.id}: {reason}."
+    return Reply(text=text, blocks=[section(":information_source: " + escape(text))])
 
 
 def closed(request_id: int, state: State, user: str) -> Reply:
@@ -174,12 +181,28 @@ def progress(request: RequestLike, done: int, total: int) -> Reply:
     return Reply(text=text, blocks=[section(f":gear: *{escape(title(request))}*\n{escape(text)}")], ephemeral=False)
 
 
-def apply_postponed(request: RequestLike, reason: str) -> Reply:
+def apply_postponed(request: RequestLike, reason: str, attempt: int | None = None, limit: int | None = None) -> Reply:
+    tries = f" (try {attempt} of {limit}; after {limit} the request fails)" if attempt and limit else ""
     text = (
         f"Change #{request.id} is approved but could not be applied: {reason}. Nothing was written; "
-        "xenbot keeps the approved request and tries again when the pool answers."
+        f"xenbot keeps the approved request and tries again when the pool answers{tries}."
     )
     return Reply(text=text, blocks=[section(":warning: " + escape(text))], ephemeral=False)
+
+
+def gave_up(request: RequestLike, final: State, attempts: int, reason: str, applied: int, failed: int) -> Reply:
+    """xenbot stops trying: why, what was done, and what people can do now."""
+    if not applied:
+        done = "Nothing was written."
+    else:
+        done = f"{applied} interface(s) were changed (see `/xen change {request.id}`)"
+        done += f"; {failed} were not." if failed else "."
+    text = (
+        f"Change #{request.id} {final.label}: xenbot tried {attempts} time(s) to apply it and stops trying. "
+        f"Last reason: {reason}. {done} Fix the cause and request the change again if it is still needed; "
+        "xenbot will not try this request again."
+    )
+    return Reply(text=text, blocks=[section(f"{_STATE_ICON.get(final, '')} " + escape(text))], ephemeral=False)
 
 
 def recording_delayed(request: RequestLike, reason: str, patience: float, write_window: float) -> Reply:
@@ -206,28 +229,50 @@ def recording_resumed(request: RequestLike, seconds: float) -> Reply:
     return Reply(text=text, blocks=[section(":white_check_mark: " + escape(text))], ephemeral=False)
 
 
-def stale_note(request: RequestLike, old: Plan, fresh: Plan) -> str:
+def stale_note(request: RequestLike, old: Plan, fresh: Plan, gone: Sequence[str] = ()) -> str:
     old_ids = {i.uuid: i for i in old.interfaces}
     new_ids = {i.uuid: i for i in fresh.interfaces}
     added = [i.label for u, i in new_ids.items() if u not in old_ids]
-    gone = [i.label for u, i in old_ids.items() if u not in new_ids]
+    missing = set(gone)
+    dropped = [i.label for u, i in old_ids.items() if u not in new_ids and i.label not in missing]
     changed = [i.label for u, i in new_ids.items() if u in old_ids and old_ids[u].changes != i.changes]
     parts = [
         f"Change #{request.id} was approved, but live state differs from what was approved, so nothing was applied."
     ]
-    if added:
-        parts.append(f"New: {', '.join(added[:20])}{' …' if len(added) > 20 else ''}.")
     if gone:
-        parts.append(f"No longer needed or gone: {', '.join(gone[:20])}{' …' if len(gone) > 20 else ''}.")
+        parts.append(f"No longer exist: {_some(gone)}.")
+    if added:
+        parts.append(f"New: {_some(added)}.")
+    if dropped:
+        parts.append(f"No longer needed: {_some(dropped)}.")
     if changed:
-        parts.append(f"Values changed meanwhile: {', '.join(changed[:20])}{' …' if len(changed) > 20 else ''}.")
+        parts.append(f"Values changed meanwhile: {_some(changed)}.")
     parts.append("Please review the new plan below.")
     return " ".join(parts)
 
 
-def stale_nothing_left(request: RequestLike) -> Reply:
-    text = f"Change #{request.id} is stale: live state already matches it, so there is nothing left to apply."
-    return Reply(text=text, blocks=[section(escape(text))], ephemeral=False)
+def stale_reason(
+    request: RequestLike, old: Plan, fresh: Plan, gone: Sequence[str], new_id: int | None
+) -> Reply:
+    """Posted in the stale request's own thread, so whoever approved it learns what became of it."""
+    if new_id is not None:
+        text = stale_note(request, old, fresh, gone).removesuffix(" Please review the new plan below.")
+        text += f" What is left to change is change #{new_id}, posted for approval."
+    elif gone and len(gone) == len(old.interfaces):
+        text = (
+            f"Change #{request.id} is stale: nothing was applied, because the {old.scope_kind} "
+            f"{old.scope_label} and its approved interfaces no longer exist ({_some(gone)}): "
+            "destroyed, or their interfaces removed, since it was requested. Nothing is left to approve."
+        )
+    else:
+        text = f"Change #{request.id} is stale: live state already matches it, so there is nothing left to apply."
+        if gone:
+            text += f" No longer exist: {_some(gone)}."
+    return Reply(text=text, blocks=[section(":arrows_counterclockwise: " + escape(text))], ephemeral=False)
+
+
+def _some(labels: Sequence[str], limit: int = 20) -> str:
+    return ", ".join(labels[:limit]) + (" …" if len(labels) > limit else "")
 
 
 def left_unread(request: RequestLike, count: int) -> Reply:

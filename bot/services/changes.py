@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
@@ -23,7 +24,14 @@ from bot.db import audit
 from bot.db.models import ChangeApproval, ChangeRequest, ChangeResult, PendingActivation
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
-from bot.domain.approvals import State, check_approval, check_transition
+from bot.domain.approvals import (
+    ApprovalCheck,
+    State,
+    check_approval,
+    check_transition,
+    missing_approvals,
+    outcome,
+)
 from bot.domain.changes import (
     ACTIVATION_TEXT,
     AUTOMATIC_ACTIVATIONS,
@@ -36,7 +44,7 @@ from bot.domain.changes import (
     plan_change,
     plan_restore,
 )
-from bot.domain.model import Interface, PoolInventory, Vif
+from bot.domain.model import Interface, Pif, PoolInventory, Vif
 from bot.domain.offload import ModeError, parse_modes
 from bot.domain.outcomes import written_keys
 from bot.render import changes as render
@@ -49,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # How long a new request's first card post may take before the housekeeper posts it instead.
 CARD_GRACE = timedelta(seconds=30)
+EXPIRED = "this request has expired; ask for it again"
 LATE_CARD_NOTE = "Posted late: Slack did not take this card when the change was requested."
 
 Clock = Callable[[], datetime]
@@ -115,14 +124,24 @@ class ChangeService:
         return plan_change(inventory, action, modes, scope.kind, label, interfaces)
 
     def replan(self, request: ChangeRequest) -> Plan:
-        """The same request computed again from live state, for comparison with the approved plan."""
+        """The same request computed again from live state, for comparison with the approved plan.
+
+        The scope is found again from the approved interfaces' uuids, never from the name typed
+        when it was requested: a VM renamed since is still the same VM (its VIFs keep their uuids
+        and their VM), and a new VM that took the old name is not it. A target whose interfaces
+        are all gone gives an empty plan (the request goes stale), not a "no VM matches" error."""
         if request.kind == "revert":
             written = self._written_values(request.parent_id or 0)
             inventory = self.inspection.gateway(request.pool).inventory()
             return plan_restore(inventory, written, request.scope_label)
         stored = Plan.from_json(request.plan)
-        scope = Scope(request.scope_kind, request.plan.get("scope_target", request.scope_label), request.pool)  # type: ignore[arg-type]
-        return self.plan(stored.action, stored.modes, scope)
+        inventory = self.inspection.gateway(request.pool).inventory()
+        found = _scope_again(inventory, stored)
+        if found is None:
+            note = f"{stored.scope_kind} {stored.scope_label} no longer exists"
+            return replace(stored, interfaces=(), unchanged=0, notes=(note,))
+        label, interfaces = found
+        return plan_change(inventory, stored.action, stored.modes, stored.scope_kind, label, interfaces)
 
     # -- request --------------------------------------------------------------------
 
@@ -282,52 +301,84 @@ class ChangeService:
     # -- approve / reject / cancel ---------------------------------------------------
 
     def approve(self, approver: str, request_id: int) -> tuple[Reply, bool]:
-        """Count one approval; returns the clicker's answer and whether the request is now approved."""
+        """Count one approval; returns the clicker's answer and whether the request is now approved.
+
+        Approvals are counted under a lock on the request's row (``SELECT … FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers), so two approvers
+        clicking at once on two replicas are counted one after the other and the last one
+        always moves the request on. The unique (request, approver) pair is the answer to a
+        double click: "already approved", never an error."""
         now = self.clock()
         with self.sessions.begin() as session:
-            request = self._load(session, request_id)
+            request = self._load(session, request_id, lock=True)
             if request.state == State.PENDING and now >= request.expires_at:
                 self._expire(session, request, now)
-                refused = "this request has expired; ask for it again"
-                self._refuse(session, approver, request, "approve", refused)
-                expired = True
+                self._refuse(session, approver, request, "approve", EXPIRED)
+                outcome: tuple[str, str] = ("expired", EXPIRED)
             else:
-                expired = False
-                so_far = self.approvers_of(request.id, session)
-                check = check_approval(
-                    policy=self.access,
-                    members_of=self.members_of,
-                    approver=approver,
-                    requester=request.requester,
-                    state=State(request.state),
-                    expires_at=request.expires_at,
-                    now=now,
-                    approvals_so_far=so_far,
-                    required=self.slack.required_approvals,
-                )
-                if not check.decision.allowed:
-                    self._refuse(session, approver, request, "approve", check.decision.reason)
-                    refused = check.decision.reason
-                else:
-                    refused = ""
-                    session.add(ChangeApproval(request_id=request.id, approver=approver, at=now))
-                    session.flush()
-                    audit.record(
-                        session,
-                        actor=approver,
-                        action="change.approval",
-                        target=f"change #{request.id}",
-                        details={"approvals": [*so_far, approver], "required": self.slack.required_approvals},
-                    )
-                    if check.complete:
-                        self._transition(session, request, State.PENDING, State.APPROVED, approver)
-        if expired:
+                outcome = self._count_approval(session, request, approver, now)
+        verdict, reason = outcome
+        if verdict not in ("refused", "already"):  # a refused or repeated click changed nothing on the card
             self.refresh_message(request_id)
-        if refused:
-            return render.refusal(f"Not approved: {refused}."), False
-        self.refresh_message(request_id)
-        approved = State(request.state) is State.APPROVED
-        return render.approval_recorded(request, approved), approved
+        if verdict in ("expired", "refused"):
+            return render.refusal(f"Not approved: {reason}."), False
+        if verdict == "already":
+            return render.already_approved(request, reason), False
+        if verdict == "recorded":  # the count as it stood when this approval was added, not after
+            return render.approval_recorded(request, False, int(reason)), False
+        return render.approval_recorded(request, True), True
+
+    def _count_approval(
+        self, session: Session, request: ChangeRequest, approver: str, now: datetime
+    ) -> tuple[str, str]:
+        """("approved" | "recorded" | "already" | "refused", reason), in the caller's transaction;
+        for "recorded", the reason is how many approvals are still missing."""
+        so_far = self.approvers_of(request.id, session)
+        check = self._check(request, approver, so_far, now)
+        if check.decision.allowed and not check.already and not self._add_approval(session, request, approver, now):
+            # Only reachable without the row lock (it is the database's answer, not a guess):
+            # the same approver's other click was counted first.
+            so_far = self.approvers_of(request.id, session)
+            check = self._check(request, approver, so_far, now)
+        if not check.decision.allowed:
+            self._refuse(session, approver, request, "approve", check.decision.reason)
+            return ("already" if check.already else "refused"), check.decision.reason
+        if not check.already:
+            audit.record(
+                session,
+                actor=approver,
+                action="change.approval",
+                target=f"change #{request.id}",
+                details={"approvals": [*so_far, approver], "required": self.slack.required_approvals},
+            )
+        if not check.complete:
+            return "recorded", str(missing_approvals([*so_far, approver], self.slack.required_approvals))
+        if self.transition(session, request, (State.PENDING,), State.APPROVED, approver):
+            return "approved", ""
+        return "already", f"you have already approved this request; it is {State(request.state).label}"
+
+    def _check(self, request: ChangeRequest, approver: str, so_far: list[str], now: datetime) -> ApprovalCheck:
+        return check_approval(
+            policy=self.access,
+            members_of=self.members_of,
+            approver=approver,
+            requester=request.requester,
+            state=State(request.state),
+            expires_at=request.expires_at,
+            now=now,
+            approvals_so_far=so_far,
+            required=self.slack.required_approvals,
+        )
+
+    @staticmethod
+    def _add_approval(session: Session, request: ChangeRequest, approver: str, now: datetime) -> bool:
+        """Insert one approval; False when the unique (request, approver) pair already exists."""
+        try:
+            with session.begin_nested():
+                session.add(ChangeApproval(request_id=request.id, approver=approver, at=now))
+        except IntegrityError:
+            return False
+        return True
 
     def reject(self, user: str, request_id: int) -> Reply:
         return self._close(user, request_id, State.REJECTED)
@@ -339,7 +390,7 @@ class ChangeService:
         now = self.clock()
         verb = "reject" if new is State.REJECTED else "cancel"
         with self.sessions.begin() as session:
-            request = self._load(session, request_id)
+            request = self._load(session, request_id, lock=True)  # queued behind a concurrent approval
             if new is State.CANCELLED:
                 allowed = user == request.requester or self.access.may_approve(
                     user, request.requester, self.members_of
@@ -376,6 +427,69 @@ class ChangeService:
         for request_id in ids:
             self.refresh_message(request_id)
         return len(ids)
+
+    # -- tries that do not reach an end ------------------------------------------------------
+
+    def attempt_failed(
+        self, request_id: int, reason: str, holder: str, seen: datetime | None = None
+    ) -> tuple[State, int] | None:
+        """Count one try to apply (or finish) a request that did not reach an end, in the database.
+
+        Below ``apply_attempts`` the request keeps its state and is tried again a lease later
+        (``updated_at`` is bumped for an approved one; a resumed one has a fresh heartbeat).
+        At the limit it fails with ``reason``: the thread, the card and the audit say so, and
+        nobody tries again. Returns the state it is left in and the tries so far; None when it
+        moved on meanwhile or another replica holds it (that replica's tries are its own to count).
+
+        ``seen`` is the ``updated_at`` of the approved request this try started from: when two
+        replicas' housekeepers try it in the same round, the second finds it counted already."""
+        now = self.clock()
+        limit = self.slack.apply_attempts
+        with self.sessions.begin() as session:
+            request = self._load(session, request_id, lock=True)
+            if request.state == State.APPLYING and request.executor != holder:
+                return None
+            if request.state not in (State.APPROVED, State.APPLYING):
+                return None
+            if request.state == State.APPROVED and seen is not None and request.updated_at != seen:
+                return None  # tried alongside by another replica, which counted (and said) it
+            request.attempts = (request.attempts or 0) + 1
+            if request.state == State.APPROVED:
+                request.updated_at = now
+            session.flush()
+            attempts = request.attempts
+            audit.record(
+                session,
+                actor="system",
+                action="change.attempt_failed",
+                target=f"change #{request.id}",
+                details={"attempt": attempts, "of": limit, "reason": reason, "state": request.state},
+            )
+            if attempts < limit:
+                return State(request.state), attempts
+            results = session.scalars(
+                select(ChangeResult.status).where(ChangeResult.request_id == request.id)
+            ).all()
+            done = sum(1 for r in results if r in ("applied", "activated"))
+            # Failed: recorded as failed, or never written (no result at all).
+            failed = len(results) - done + max(len(Plan.from_json(request.plan).interfaces) - len(results), 0)
+            final = State.FAILED if request.state == State.APPROVED else outcome(done, failed)
+            summary = {"gave_up": reason, "attempts": attempts, "applied": done}
+            if not self.transition(session, request, (State(request.state),), final, "system",
+                                   summary=summary, reported_at=now):
+                return None
+        self.refresh_message(request_id)
+        self._post_in_thread(request, render.gave_up(request, final, attempts, reason, done, failed))
+        return final, attempts
+
+    def _post_in_thread(self, request: ChangeRequest, reply: Reply) -> None:
+        channel = request.message_channel or request.channel
+        if not channel:
+            return
+        try:
+            self.messenger.post(channel, reply, thread_ts=request.message_ts)
+        except Exception:
+            log.exception("could not post about change #%s", request.id)
 
     # -- revert and activation requests -------------------------------------------------
 
@@ -477,8 +591,9 @@ class ChangeService:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _load(self, session: Session, request_id: int) -> ChangeRequest:
-        request = session.get(ChangeRequest, request_id)
+    def _load(self, session: Session, request_id: int, *, lock: bool = False) -> ChangeRequest:
+        """The request; ``lock`` takes its row lock (PostgreSQL) so decisions on it queue up."""
+        request = session.get(ChangeRequest, request_id, with_for_update=lock or None, populate_existing=lock)
         if request is None:
             latest = session.scalar(select(func.max(ChangeRequest.id))) or 0
             raise names.NotFound("change request", f"#{request_id}", [f"#{latest}"] if latest else [])
@@ -578,3 +693,31 @@ def _offloadable(iface: Interface) -> bool:
     the physical member NICs carry the setting, so host- and pool-wide changes target those."""
     return iface.kind == "vif" or bool(getattr(iface, "physical", False))
 
+
+
+def _scope_again(inventory: PoolInventory, approved: Plan) -> tuple[str, list[Interface]] | None:
+    """The approved scope's label and interfaces now, found by the approved interfaces' uuids.
+
+    A VIF's VM and a PIF's host never change (both are ``StaticRO`` fields, set when XAPI creates
+    the object: xen-api ocaml/idl/datamodel.ml, VIF "VM" and PIF "host"), so any approved
+    interface still there leads to its VM or host whatever it is called now. None
+    when none is left: the VM or host was destroyed, or all its approved interfaces were."""
+    alive = [i for i in (inventory.interface(p.uuid) for p in approved.interfaces) if i is not None]
+    kind = approved.scope_kind
+    if kind == "pool":
+        return inventory.pool, [i for i in interfaces_in_scope(inventory, "pool", None) if _offloadable(i)]
+    if kind in ("vif", "pif"):
+        return (alive[0].label, alive[:1]) if alive else None
+    if kind == "vm":
+        vms = [inventory.vms[i.vm_ref] for i in alive if isinstance(i, Vif) and i.vm_ref in inventory.vms]
+        return (vms[0].name, interfaces_in_scope(inventory, "vm", vms[0])) if vms else None
+    hosts = [inventory.hosts[i.host_ref] for i in alive if isinstance(i, Pif) and i.host_ref in inventory.hosts]
+    if not hosts:
+        # Only VIFs were approved (the host's PIFs were already as asked). Their VMs may have
+        # migrated since, so they do not say which host was meant; its name (hosts are seldom
+        # renamed) does. No host of that name: gone, and the request goes stale.
+        hosts = [h for h in inventory.hosts.values() if h.name == approved.scope_label]
+    if not hosts:
+        return None
+    host = hosts[0]
+    return host.name, [i for i in interfaces_in_scope(inventory, "host", host) if _offloadable(i)]
