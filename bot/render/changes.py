@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED, Stranded
 from bot.domain.approvals import State
 from bot.domain.changes import ACTIVATION_TEXT, AUTOMATIC_ACTIVATIONS, NOTHING_TO_ACTIVATE, Plan
 from bot.domain.slack_text import escape
@@ -20,8 +21,10 @@ from bot.render.ids import Action
 
 ACTIVATION_WARNING = (
     ":warning: Activation interrupts traffic: VIFs are unplugged and plugged again, VMs without "
-    "PV hotplug are shut down and started, PIFs are re-plugged."
+    "PV hotplug are shut down and started, PIFs are re-plugged. A start or plug that fails is tried "
+    "again; anything still left off is paged here with a way back."
 )
+REPAIR_NOTE = ":rotating_light: Puts back what an activation left off. Approve soon: the guest is without it."
 
 _STATE_ICON = {
     State.PENDING: ":hourglass_flowing_sand:",
@@ -57,6 +60,10 @@ def _value(v: str | None) -> str:
 
 
 def title(request: RequestLike) -> str:
+    if request.kind == "start-vm":
+        return f"Start VM {request.scope_label} left off by activation #{request.parent_id} (pool {request.pool})"
+    if request.kind == "plug-vif":
+        return f"Plug VIF {request.scope_label} left unplugged by activation #{request.parent_id} (pool {request.pool})"
     if request.kind == "activate":
         what = f"Activate change #{request.parent_id}"
     elif request.kind == "revert":
@@ -116,10 +123,17 @@ def request_posted(request: RequestLike, plan: Plan) -> Reply:
 
 
 def approval_message(
-    request: RequestLike, plan: Plan, approvers: Sequence[str], required: int, note: str | None = None
+    request: RequestLike,
+    plan: Plan,
+    approvers: Sequence[str],
+    required: int,
+    note: str | None = None,
+    stranded: Sequence[str] = (),
 ) -> Reply:
+    """The card; ``stranded`` (errors of VMs/VIFs an activation left off) goes on top, loudly."""
     state = State(request.state)
     head = f"{_STATE_ICON.get(state, '')} *Change #{request.id}: {escape(title(request))}* — {state.label}"
+    alarm = _stranded_blocks(request, stranded, approvers) if stranded else []
     meta = f"Requested by <@{request.requester}>"
     if request.reason:
         meta += f" · reason: {escape(request.reason)}"
@@ -127,7 +141,7 @@ def approval_message(
         meta += " · approved by " + ", ".join(f"<@{a}>" for a in approvers)
     if state is State.PENDING:
         meta += f" · needs {max(required - len(approvers), 0)} more approval(s)"
-    blocks: list[Block] = [section(head), context(meta)]
+    blocks: list[Block] = [*alarm, section(head), context(meta)]
     if note:
         blocks.append(section(escape(note) if not note.startswith(":") else note))
     blocks.append(section(totals(plan)))
@@ -147,7 +161,44 @@ def approval_message(
             )
         )
     text = f"Change #{request.id}: {title(request)} — {state.label}"
+    if stranded:
+        text = f"{_stranded_headline(stranded)} — {text}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False), "\n".join(lines) + "\n", f"change-{request.id}.txt")
+
+
+def _stranded_headline(stranded: Sequence[str]) -> str:
+    vms = sum(1 for e in stranded if e.startswith(LEFT_OFF))
+    vifs = len(stranded) - vms
+    parts = ([f"{vms} VM(s) are now OFF"] if vms else []) + ([f"{vifs} VIF(s) left unplugged"] if vifs else [])
+    return "ACTIVATION LEFT " + " and ".join(parts)
+
+
+def _stranded_blocks(request: RequestLike, stranded: Sequence[str], approvers: Sequence[str]) -> list[Block]:
+    """The loud part: what is off, who must know (requester and approvers), and the way back."""
+    people = " ".join(f"<@{u}>" for u in dict.fromkeys([request.requester, *approvers]))
+    lines = "\n".join(f"• {escape(e)}" for e in stranded)
+    blocks: list[Block] = [
+        section(f":rotating_light: *{escape(_stranded_headline(stranded))}* {people}\n{lines}"),
+    ]
+    buttons = []
+    if any(e.startswith(LEFT_OFF) for e in stranded):
+        buttons.append(button("Start VM (needs approval)", Action.START_VM, str(request.id), "danger"))
+    if any(e.startswith(LEFT_UNPLUGGED) for e in stranded):
+        buttons.append(button("Plug VIF (needs approval)", Action.PLUG_VIF, str(request.id), "danger"))
+    blocks.append(actions(*buttons, block_id=f"stranded-{request.id}"))
+    return blocks
+
+
+def stranded_page(request: RequestLike, stranded: Sequence[Stranded], approvers: Sequence[str]) -> Reply:
+    """Posted in the card's thread the moment an activation leaves a VM off or a VIF out."""
+    errors = [s.error for s in stranded]
+    blocks = _stranded_blocks(request, errors, approvers)
+    blocks.append(context(
+        "xenbot tried again with back-off and gave up. Start it by hand, or press the button: it asks for "
+        "approval like any change."
+    ))
+    text = f"{_stranded_headline(errors)} (activation #{request.id}): " + "; ".join(errors)
+    return fit(Reply(text=text[:3000], blocks=blocks, ephemeral=False))
 
 
 def refusal(text: str) -> Reply:
@@ -269,7 +320,7 @@ def apply_summary(
     if pending:
         blocks.append(context(f"{sum(pending.values())} interface(s) show *pending activation* until then."))
     elif waiting:
-        blocks.append(context("Nothing to do now: halted VMs pick the setting up when they next start."))
+        blocks.append(context("Nothing xenbot can activate now (see *To take effect*)."))
     text = f"Change #{request.id} {final.label}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
@@ -282,10 +333,17 @@ def activation_summary(
         f"{counts.get('activated', 0)} interfaces now run with their configured offload settings"
         + (f", {len(failures)} failed" if failures else "")
     )
+    stranded = list(dict.fromkeys(e for _l, e in failures if e.startswith((LEFT_OFF, LEFT_UNPLUGGED))))
     blocks: list[Block] = [section(head)]
+    if stranded:
+        head = f":rotating_light: *{_stranded_headline(stranded)}*"
+        blocks = [section(head + "\n" + "\n".join(f"• {escape(e)}" for e in stranded)), *blocks]
     if failures:
         blocks += code_sections(table_lines(("INTERFACE", "ERROR"), failures))
-    return fit(Reply(text=f"Activation #{request.id} {final.label}", blocks=blocks, ephemeral=False))
+    text = f"Activation #{request.id} {final.label}"
+    if stranded:
+        text = f"{_stranded_headline(stranded)} — {text}"
+    return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
 
 def change_list(rows: Sequence[tuple[Any, Sequence[str]]]) -> Reply:

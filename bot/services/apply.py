@@ -37,7 +37,7 @@ from bot.db import audit
 from bot.db.models import ChangeRequest, ChangeResult
 from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
-from bot.domain.changes import InterfacePlan, Plan
+from bot.domain.changes import ACTIVATION_KINDS, InterfacePlan, Plan
 from bot.render import changes as render
 from bot.services.activate import activate
 from bot.services.apply_execute import apply_interfaces
@@ -108,7 +108,7 @@ class ApplyService:
             request = session.get(ChangeRequest, request_id)
         if request is None or request.state != State.APPROVED:
             return None
-        if request.kind == "activate":
+        if request.kind in ACTIVATION_KINDS:  # activate, and the start-vm / plug-vif that put back what it left
             return self._activate(request, actor)
         if request.kind in self.finishers:
             if not self._claim(request, (State.APPROVED,), actor):
@@ -274,7 +274,7 @@ class ApplyService:
             ).one()
         request.message_channel, request.message_ts = card.message_channel, card.message_ts
         self.changes.refresh_message(request.id)
-        if request.kind == "activate":
+        if request.kind in ACTIVATION_KINDS:
             reply = render.activation_summary(request, final, counts, failures)
         else:
             reply = render.apply_summary(request, final, counts, failures, activation)
