@@ -37,8 +37,8 @@ def test_a_vm_left_off_by_activation_is_paged_and_started_again_from_the_button(
 
     page = bot.fake.wait_for(
         "chat.postMessage",
-        predicate=lambda c: c.args.get("thread_ts") == activation.message_ts and "now OFF" in str(c.args),
-    )[-1]
+        predicate=lambda c: c.args.get("thread_ts") == activation.message_ts and Action.START_VM in str(c.args),
+    )[-1]  # the page (the summary that follows says it too, without the button)
     page_text = message_text(page.response["message"])
     assert f"<@{REQUESTER}>" in page_text and f"<@{LEAD}>" in page_text and "winxp-scada is OFF" in page_text
     card = bot.fake.message(APPROVALS, activation.message_ts)
