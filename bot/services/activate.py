@@ -86,7 +86,10 @@ def activate(service: ApplyService, request: ChangeRequest, actor: str) -> State
     if stranded:
         approvers = service.changes.approvers_of(request.id)
         service.post_in_thread(request, render.stranded_page(request, stranded, approvers))
-    return service._finish(request, resumed=False)
+    final = service._finish(request, resumed=False)
+    if request.kind != "activate" and request.parent_id:
+        service.changes.refresh_message(request.parent_id)  # its "left off" banner goes once put back
+    return final
 
 
 def _still(item: InterfacePlan, live: str, inventory: PoolInventory, iface: Vif | Pif) -> str | None:

@@ -567,6 +567,24 @@ class ChangeService:
             details={"reason": reason, "state": request.state},
         )
 
+    @staticmethod
+    def _still_stranded(session: Session, request_id: int) -> list[str]:
+        """What an activation left off and no Start VM / Plug VIF request has put back since."""
+        errors = session.execute(
+            select(ChangeResult.interface_uuid, ChangeResult.error).where(ChangeResult.request_id == request_id)
+        ).all()
+        repairs = select(ChangeRequest.id).where(
+            ChangeRequest.parent_id == request_id, ChangeRequest.kind.in_(["start-vm", "plug-vif"])
+        )
+        put_back = set(
+            session.scalars(
+                select(ChangeResult.interface_uuid).where(
+                    ChangeResult.request_id.in_(repairs), ChangeResult.status == "activated"
+                )
+            )
+        )
+        return stranded_errors([error for uuid, error in errors if uuid not in put_back])
+
     def refresh_message(self, request_id: int) -> None:
         """Re-render the approval message from the database: state, approvers, and live buttons."""
         with self.sessions() as session:
@@ -574,9 +592,7 @@ class ChangeService:
             approvers = self.approvers_of(request_id, session)
             stranded: list[str] = []
             if request.kind in ACTIVATION_KINDS and request.state not in (State.PENDING, State.APPROVED):
-                stranded = stranded_errors(
-                    session.scalars(select(ChangeResult.error).where(ChangeResult.request_id == request_id)).all()
-                )
+                stranded = self._still_stranded(session, request_id)
         if request.message_channel and request.message_ts:
             plan = Plan.from_json(request.plan)
             reply = render.approval_message(

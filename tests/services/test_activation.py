@@ -141,6 +141,7 @@ def test_a_vm_left_off_is_paged_loudly_and_a_start_vm_request_puts_it_back(sim, 
     services.changes.approve(LEAD, start)
     assert services.apply.execute(start, LEAD) == State.APPLIED
     assert gateway.call("VM.get_power_state", vm) == "Running"
+    assert "rotating_light" not in card_of(messenger, activation)  # put back: the alarm is over
     with pytest.raises(ChangeError, match="not halted"):
         services.changes.request_repair(REQUESTER, "C123", activation, "start-vm")
 
