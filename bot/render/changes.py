@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED, Stranded
+from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED
 from bot.domain.approvals import State
 from bot.domain.changes import ACTIVATION_TEXT, AUTOMATIC_ACTIVATIONS, NOTHING_TO_ACTIVATE, Plan
 from bot.domain.slack_text import escape
 from bot.render.blocks import Block, Reply, actions, button, code_sections, context, fit, section, table_lines
 from bot.render.ids import Action
+from bot.render.stranded import stranded_blocks, stranded_headline
 
 ACTIVATION_WARNING = (
     ":warning: Activation interrupts traffic: VIFs are unplugged and plugged again, VMs without "
@@ -133,7 +134,7 @@ def approval_message(
     """The card; ``stranded`` (errors of VMs/VIFs an activation left off) goes on top, loudly."""
     state = State(request.state)
     head = f"{_STATE_ICON.get(state, '')} *Change #{request.id}: {escape(title(request))}* — {state.label}"
-    alarm = _stranded_blocks(request, stranded, approvers) if stranded else []
+    alarm = stranded_blocks(request, stranded, approvers) if stranded else []
     meta = f"Requested by <@{request.requester}>"
     if request.reason:
         meta += f" · reason: {escape(request.reason)}"
@@ -162,43 +163,8 @@ def approval_message(
         )
     text = f"Change #{request.id}: {title(request)} — {state.label}"
     if stranded:
-        text = f"{_stranded_headline(stranded)} — {text}"
+        text = f"{stranded_headline(stranded)} — {text}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False), "\n".join(lines) + "\n", f"change-{request.id}.txt")
-
-
-def _stranded_headline(stranded: Sequence[str]) -> str:
-    vms = sum(1 for e in stranded if e.startswith(LEFT_OFF))
-    vifs = len(stranded) - vms
-    parts = ([f"{vms} VM(s) are now OFF"] if vms else []) + ([f"{vifs} VIF(s) left unplugged"] if vifs else [])
-    return "ACTIVATION LEFT " + " and ".join(parts)
-
-
-def _stranded_blocks(request: RequestLike, stranded: Sequence[str], approvers: Sequence[str]) -> list[Block]:
-    """The loud part: what is off, who must know (requester and approvers), and the way back."""
-    people = " ".join(f"<@{u}>" for u in dict.fromkeys([request.requester, *approvers]))
-    lines = "\n".join(f"• {escape(e)}" for e in stranded)
-    blocks: list[Block] = [
-        section(f":rotating_light: *{escape(_stranded_headline(stranded))}* {people}\n{lines}"),
-    ]
-    buttons = []
-    if any(e.startswith(LEFT_OFF) for e in stranded):
-        buttons.append(button("Start VM (needs approval)", Action.START_VM, str(request.id), "danger"))
-    if any(e.startswith(LEFT_UNPLUGGED) for e in stranded):
-        buttons.append(button("Plug VIF (needs approval)", Action.PLUG_VIF, str(request.id), "danger"))
-    blocks.append(actions(*buttons, block_id=f"stranded-{request.id}"))
-    return blocks
-
-
-def stranded_page(request: RequestLike, stranded: Sequence[Stranded], approvers: Sequence[str]) -> Reply:
-    """Posted in the card's thread the moment an activation leaves a VM off or a VIF out."""
-    errors = [s.error for s in stranded]
-    blocks = _stranded_blocks(request, errors, approvers)
-    blocks.append(context(
-        "xenbot tried again with back-off and gave up. Start it by hand, or press the button: it asks for "
-        "approval like any change."
-    ))
-    text = f"{_stranded_headline(errors)} (activation #{request.id}): " + "; ".join(errors)
-    return fit(Reply(text=text[:3000], blocks=blocks, ephemeral=False))
 
 
 def refusal(text: str) -> Reply:
@@ -336,13 +302,12 @@ def activation_summary(
     stranded = list(dict.fromkeys(e for _l, e in failures if e.startswith((LEFT_OFF, LEFT_UNPLUGGED))))
     blocks: list[Block] = [section(head)]
     if stranded:
-        head = f":rotating_light: *{_stranded_headline(stranded)}*"
-        blocks = [section(head + "\n" + "\n".join(f"• {escape(e)}" for e in stranded)), *blocks]
+        blocks = [*stranded_blocks(request, stranded, ())[:1], *blocks]
     if failures:
         blocks += code_sections(table_lines(("INTERFACE", "ERROR"), failures))
     text = f"Activation #{request.id} {final.label}"
     if stranded:
-        text = f"{_stranded_headline(stranded)} — {text}"
+        text = f"{stranded_headline(stranded)} — {text}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
 

@@ -28,7 +28,7 @@ from bot.domain.activation import (
 from bot.domain.approvals import State
 from bot.domain.changes import InterfacePlan, Plan
 from bot.domain.model import Pif, PoolInventory, Vif
-from bot.render import changes as render
+from bot.render.stranded import stranded_page
 from bot.services.apply_recover import outcome_for
 from bot.services.apply_results import Collector, Outcome
 from bot.xen.errors import XapiUnavailable, XenError
@@ -85,7 +85,7 @@ def activate(service: ApplyService, request: ChangeRequest, actor: str) -> State
         return None
     if stranded:
         approvers = service.changes.approvers_of(request.id)
-        service.post_in_thread(request, render.stranded_page(request, stranded, approvers))
+        service.post_in_thread(request, stranded_page(request, stranded, approvers))
     final = service._finish(request, resumed=False)
     if request.kind != "activate" and request.parent_id:
         service.changes.refresh_message(request.parent_id)  # its "left off" banner goes once put back

@@ -6,6 +6,10 @@ VM's start is made to fail with the simulator's fault rules.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from bot.render.ids import Action
@@ -41,8 +45,8 @@ def test_a_vm_left_off_by_activation_is_paged_and_started_again_from_the_button(
     )[-1]  # the page (the summary that follows says it too, without the button)
     page_text = message_text(page.response["message"])
     assert f"<@{REQUESTER}>" in page_text and f"<@{LEAD}>" in page_text and "winxp-scada is OFF" in page_text
-    card = bot.fake.message(APPROVALS, activation.message_ts)
-    assert card["blocks"][0]["text"]["text"].startswith(":rotating_light:")  # the top of the card
+    on_top = ":rotating_light:"  # the top of the card
+    card = wait_card(bot, activation.message_ts, lambda c: c["blocks"][0]["text"]["text"].startswith(on_top))
     assert Action.START_VM in action_ids(card)
 
     _, url = bot.click(Action.START_VM, "2", user=REQUESTER, channel=APPROVALS)
@@ -53,6 +57,15 @@ def test_a_vm_left_off_by_activation_is_paged_and_started_again_from_the_button(
     wait_state(bot, 3, "applied")
     assert sim.pool.fields(vm)["power_state"] == "Running"
     assert sim.effective_offload(sim.pool.vif("winxp-scada", 0))["tx"] == "off"
+
+
+def wait_card(bot: Any, ts: str, ready: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+    """The card once it shows what ``ready`` looks for (it is updated after the state is stored)."""
+    deadline = time.monotonic() + timeout
+    while not ready(card := bot.fake.message(APPROVALS, ts)):
+        assert time.monotonic() < deadline, message_text(card)
+        time.sleep(0.02)
+    return card
 
 
 @pytest.fixture(autouse=True)
