@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.db.models import ChangeRequest
+from sqlalchemy import select
+
+from bot.db.models import ChangeRequest, ChangeResult
 from bot.domain.activation import (
     ACTIVATION_TEXT,
     LEFT_OFF,
@@ -28,6 +30,7 @@ from bot.domain.activation import (
 from bot.domain.approvals import State
 from bot.domain.changes import InterfacePlan, Plan
 from bot.domain.model import Pif, PoolInventory, Vif
+from bot.render import changes as render
 from bot.render.stranded import stranded_page
 from bot.services.apply_recover import outcome_for
 from bot.services.apply_results import Collector, Outcome
@@ -46,6 +49,10 @@ SETTLE_POLL_SECONDS = 1.0
 RETRY_DELAYS: tuple[float, ...] = (2.0, 5.0, 15.0)
 
 _POWER = frozenset({"vm-power-cycle", "vm-start"})
+INTERRUPTED = (
+    "interrupted (xenbot stopped while activating): XAPI cannot show whether this step ran; "
+    "still pending, activate again to be sure"
+)
 
 
 def activate(service: ApplyService, request: ChangeRequest, actor: str) -> State | None:
@@ -59,21 +66,59 @@ def activate(service: ApplyService, request: ChangeRequest, actor: str) -> State
         outcomes = [outcome_for(i, "failed", None, str(exc)) for i in plan.interfaces]
         service._store(request, outcomes)
         return service._finish(request, resumed=False)
-    collector = Collector(service, request, total=len(plan.interfaces))
+    return _run(service, request, gateway, inventory, list(plan.interfaces), resumed=False)
+
+
+def resume_activation(service: ApplyService, request: ChangeRequest) -> State | None:
+    """A replica died while activating: finish what it may have left half done.
+
+    A VM it may have shut down (now Halted) is started, with the same retries and page; a VIF
+    it may have unplugged (now out, its VM running) is plugged. A step whose effect XAPI cannot
+    show (a VM still running, a VIF or PIF attached) is not repeated blindly — it is recorded as
+    not done and stays pending, so nobody is told it took effect when it may not have."""
+    if not service._claim(request, (State.APPLYING,), "system"):
+        return None
+    plan = Plan.from_json(request.plan)
+    with service.sessions() as session:
+        done = set(
+            session.scalars(select(ChangeResult.interface_uuid).where(ChangeResult.request_id == request.id))
+        )
+    remaining = [i for i in plan.interfaces if i.uuid not in done]
+    gateway = service.gateways.get(request.pool)
+    try:
+        inventory = gateway.inventory()
+    except XenError as exc:
+        service.post_in_thread(request, render.apply_postponed(request, str(exc)))
+        return State.APPLYING
+    service.post_in_thread(request, render.resumed(request, len(done), 0, len(remaining)))
+    return _run(service, request, gateway, inventory, remaining, resumed=True)
+
+
+def _run(
+    service: ApplyService,
+    request: ChangeRequest,
+    gateway: PoolGateway,
+    inventory: PoolInventory,
+    items: list[InterfacePlan],
+    *,
+    resumed: bool,
+) -> State | None:
+    collector = Collector(service, request, total=len(items))
     stranded: list[Stranded] = []
     by_vm: dict[str, list[InterfacePlan]] = {}
     singles: list[InterfacePlan] = []
-    for item in plan.interfaces:
+    for item in items:
         if item.activation in _POWER:
             by_vm.setdefault(item.owner, []).append(item)
         else:
             singles.append(item)
 
     def one(item: InterfacePlan) -> None:
-        collector.add(_activate_one(gateway, inventory, item, stranded))
+        step = _resume_one if resumed else _activate_one
+        collector.add(step(gateway, inventory, item, stranded))
 
-    def vm(items: list[InterfacePlan]) -> None:
-        for outcome_ in _power_cycle(gateway, inventory, items, stranded):
+    def vm(group: list[InterfacePlan]) -> None:
+        for outcome_ in _power_cycle(gateway, inventory, group, stranded, resumed=resumed):
             collector.add(outcome_)
 
     try:
@@ -86,10 +131,25 @@ def activate(service: ApplyService, request: ChangeRequest, actor: str) -> State
     if stranded:
         approvers = service.changes.approvers_of(request.id)
         service.post_in_thread(request, stranded_page(request, stranded, approvers))
-    final = service._finish(request, resumed=False)
+    final = service._finish(request, resumed=resumed)
     if request.kind != "activate" and request.parent_id:
         service.changes.refresh_message(request.parent_id)  # its "left off" banner goes once put back
     return final
+
+
+def _resume_one(
+    gateway: PoolGateway, inventory: PoolInventory, item: InterfacePlan, stranded: list[Stranded]
+) -> Outcome:
+    iface = inventory.interface(item.uuid)
+    if iface is None:
+        return outcome_for(item, "failed", None, "interface no longer exists")
+    if isinstance(iface, Vif):
+        vm = inventory.vms.get(iface.vm_ref)
+        if vm is not None and vm.running and not iface.currently_attached:
+            return _plug_again(gateway, inventory, item, iface, stranded)  # it was unplugged: plug it
+        if item.activation == "vif-plug" and iface.currently_attached:
+            return outcome_for(item, "activated", None, None)
+    return outcome_for(item, "failed", None, INTERRUPTED)
 
 
 def _still(item: InterfacePlan, live: str, inventory: PoolInventory, iface: Vif | Pif) -> str | None:
@@ -158,7 +218,12 @@ def _plug_again(
 
 
 def _power_cycle(
-    gateway: PoolGateway, inventory: PoolInventory, items: list[InterfacePlan], stranded: list[Stranded]
+    gateway: PoolGateway,
+    inventory: PoolInventory,
+    items: list[InterfacePlan],
+    stranded: list[Stranded],
+    *,
+    resumed: bool = False,
 ) -> list[Outcome]:
     iface = inventory.interface(items[0].uuid)
     vm = inventory.vms.get(iface.vm_ref) if isinstance(iface, Vif) else None
@@ -169,7 +234,18 @@ def _power_cycle(
     def failed(error: str) -> list[Outcome]:
         return [outcome_for(i, "failed", None, error) for i in items]
 
-    if method == "vm-power-cycle":
+    if resumed:  # the replica that died may have shut it down: if so, start it (below)
+        if vm.running:  # started again already, or never shut down: XAPI cannot tell which
+            return [outcome_for(i, "activated", None, None) for i in items] if method == "vm-start" else failed(
+                INTERRUPTED
+            )
+        if vm.power_state != "Halted":
+            return failed(INTERRUPTED)
+        if "start" in vm.blocked_operations:
+            message = f"{LEFT_OFF}: {vm.name} is OFF and blocks start ({vm.blocked_operations['start']})"
+            stranded.append(Stranded("vm", vm.name, message))
+            return failed(message)
+    elif method == "vm-power-cycle":
         refusal = _still(items[0], activation_for(iface, inventory), inventory, iface)
         if refusal:
             return failed(refusal)

@@ -39,7 +39,7 @@ from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
 from bot.domain.changes import ACTIVATION_KINDS, InterfacePlan, Plan
 from bot.render import changes as render
-from bot.services.activate import activate
+from bot.services.activate import activate, resume_activation
 from bot.services.apply_execute import apply_interfaces
 from bot.services.apply_recover import resume
 from bot.services.apply_results import ClaimLost, Outcome, store_results
@@ -342,6 +342,8 @@ class ApplyService:
         return apply_interfaces(self, request, interfaces, resumed=resumed)
 
     def _resume(self, request: ChangeRequest) -> State | None:
+        if request.kind in ACTIVATION_KINDS:  # no writes to re-read: a half-done replug or power cycle
+            return resume_activation(self, request)
         return resume(self, request)
 
     def _activate(self, request: ChangeRequest, actor: str) -> State | None:

@@ -7,10 +7,11 @@ models them (VM_LACKS_FEATURE, OPERATION_BLOCKED); each test names the case it g
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.db.models import ChangeRequest, ChangeResult, PendingActivation
 from bot.domain.approvals import State
@@ -170,6 +171,56 @@ def test_a_vif_left_unplugged_after_its_replug_is_retried_paged_and_plugged_back
     assert services.apply.execute(plug, LEAD) == State.APPLIED
     assert gateway.call("VIF.get_currently_attached", vif) is True
     assert sim.effective_offload(vif)["tx"] == "off"
+
+
+def test_a_replica_dying_between_shutdown_and_start_is_finished_by_starting_the_vm(sim, demo):
+    """Issue 13 item 5, crash case: the dead replica shut the VM down; recovery must start it,
+    not record the activation as done and leave the VM off (no other-config write to re-read)."""
+    services, messenger = demo
+    vm = sim.pool.vm("winxp-scada")
+    change = applied(services, Scope("vm", "winxp-scada"))
+    services.changes.request_activation(REQUESTER, "C123", change)
+    first = latest(services)
+    services.changes.approve(LEAD, first)
+    gateway = services.gateways.get("demo")
+    gateway.call("VM.clean_shutdown", vm, idempotent=False)  # ... and then the replica died
+    dead(services, first)
+    assert services.apply.recover(lease=timedelta(0)) == [first]
+    assert state_of(services, first) == State.APPLIED
+    assert gateway.call("VM.get_power_state", vm) == "Running"
+    assert sim.effective_offload(sim.pool.vif("winxp-scada", 0))["tx"] == "off"
+    assert "interrupted" in messenger.texts()
+
+
+def test_a_step_a_dead_replica_may_or_may_not_have_done_is_not_called_done(sim, demo):
+    """A running VM / attached VIF after a crash: XAPI cannot show whether the step ran."""
+    services, _ = demo
+    change = applied(services, Scope("vm", "win2019-dc01"))
+    services.changes.request_activation(REQUESTER, "C123", change)
+    activation = latest(services)
+    services.changes.approve(LEAD, activation)
+    dead(services, activation)
+    assert services.apply.recover(lease=timedelta(0)) == [activation]
+    [result] = results(services, activation)
+    assert result.status == "failed" and "interrupted" in (result.error or "")
+    assert services.changes.pending_activation()  # still pending: activate again
+
+
+def dead(services: Services, request_id: int) -> None:
+    """The request as a replica that died while activating leaves it."""
+    with services.sessions.begin() as session:
+        session.execute(
+            update(ChangeRequest)
+            .where(ChangeRequest.id == request_id)
+            .values(state=State.APPLYING, executor="dead:1:0", heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+
+
+def state_of(services: Services, request_id: int) -> str:
+    with services.sessions() as session:
+        row = session.get(ChangeRequest, request_id)
+        assert row is not None
+        return row.state
 
 
 # ----------------------------------------------------------------------------------- item 6
