@@ -37,6 +37,8 @@ def readiness(services: Any, deadline: float = CHECK_DEADLINE_SECONDS) -> tuple[
 
 
 def _database(services: Any) -> dict[str, Any]:
+    if db.database_missing(services.settings.database_url):
+        return {"ok": False, "error": db.NO_DATABASE}  # and connecting would create it
     try:
         with services.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -51,8 +53,8 @@ def _pool(gateway: Any) -> dict[str, Any]:
     try:
         gateway.call("pool.get_all")
         return {"ok": True, "master": gateway.master_url}
-    except XenError as exc:
-        return {"ok": False, "error": str(exc)}
+    except XenError as exc:  # with the master down, what each host answered (emergency mode …)
+        return {"ok": False, "error": str(exc), "hosts": dict(getattr(gateway, "host_answers", {}))}
 
 
 def register(subparsers: Any) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_CONFIG_NAME = "xenbot.toml"
 DEFAULT_DATABASE_URL = "sqlite:///xenbot.db"
@@ -42,6 +43,12 @@ ENVIRONMENT_NAMES: dict[str, tuple[str, ...]] = {
 _SLACK_PRINCIPAL = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _mask_userinfo(url: str) -> str:
+    from bot.logs import redact_url
+
+    return redact_url(url)
 
 
 class ConfigError(Exception):
@@ -82,6 +89,12 @@ class PoolSettings(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like https://pool-master.example.com/ (http:// only for the simulator)")
+        if parts.username is not None or parts.password is not None:
+            # A password in the URL ends up in every place the URL is shown: summaries, logs, errors.
+            raise ValueError(
+                f"must not carry credentials ({_mask_userinfo(value)}); set 'username' and put the password "
+                "in 'password_file'"
+            )
         return value
 
     @field_validator("password_file", "ca_file")
@@ -89,6 +102,14 @@ class PoolSettings(_Strict):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_not_empty(cls, value: Path | None) -> Path | None:
+        # An empty file would log in with an empty password, refused by XAPI at 3 a.m.
+        if value is not None and not value.read_bytes().strip():
+            raise ValueError(f"file {str(value)!r} is empty; write the pool password into it")
         return value
 
     @model_validator(mode="after")
@@ -199,6 +220,50 @@ class AlertSettings(_Strict):
         return values
 
 
+class AuditSettings(_Strict):
+    """The audit log's key and its anchor (``bot/db/audit.py``, docs/security.md).
+
+    ``key_file`` holds the HMAC key of the hash chain: outside the database, so the bot's own
+    database role cannot recompute hashes after editing a row. At least 32 bytes, e.g.
+    ``head -c 32 /dev/urandom | base64 > /etc/xenbot/audit.key``. The head of the chain (hash
+    and row count) is logged, and posted to ``channel`` when set, every ``anchor_minutes`` and
+    at shutdown; ``xenbot audit verify --anchor HASH:COUNT`` checks the log still reaches it.
+    """
+
+    key_file: Path | None = None
+    channel: str | None = None
+    anchor_minutes: float = Field(default=15.0, ge=1, le=24 * 60)
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        try:
+            text = value.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ValueError(f"{str(value)!r} is not text; store the key base64-encoded") from None
+        if len(text) < 32:
+            raise ValueError(f"{str(value)!r} holds fewer than 32 bytes; "
+                             "make a key with: head -c 32 /dev/urandom | base64 > FILE")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+    def key(self) -> SecretStr | None:
+        """The chain key, read from ``key_file`` (never stored in the database or printed)."""
+        if self.key_file is None:
+            return None
+        return SecretStr(self.key_file.read_text(encoding="utf-8").strip())
+
+
 class _NamedEnvironment(PydanticBaseSettingsSource):
     """Reads exactly the documented environment names, nothing implicit."""
 
@@ -241,6 +306,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     policies: PolicySettings = Field(default_factory=PolicySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -260,6 +326,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("use sqlite:///path/to/xenbot.db or postgresql://user@host/dbname")
+        sqlite = make_url(value) if value.startswith("sqlite") else None
+        if sqlite is not None and sqlite.database and sqlite.database != ":memory:" \
+                and not sqlite.database.startswith("file:"):
+            folder = Path(sqlite.database).expanduser().parent
+            if not folder.is_dir():
+                raise ValueError(f"folder {str(folder)!r} does not exist; create it, writable by the xenbot user")
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
@@ -282,6 +354,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"pool name {pool.name!r} is used twice; give each [[pools]] entry its own name")
             seen.add(key)
         return self
+
+    def long_poll_problems(self) -> list[str]:
+        """Pools whose socket timeout would cut the policy watcher's ``event.from`` long-poll.
+
+        XAPI holds an ``event.from`` call open for up to its ``timeout`` argument (plus a 50 ms
+        batching delay) before answering; the watcher passes ``policies.poll_seconds``. A pool's
+        ``timeout_seconds`` at or below that makes every idle poll end in a socket timeout, seen as
+        "pool unreachable", and the watcher re-reads the pool each time. Checked by ``config
+        check`` (not at load: tests and tools set short timeouts with watchers off)."""
+        if not self.policies.watch:
+            return []
+        poll = self.policies.poll_seconds
+        return [
+            f"policies.poll_seconds ({poll:g}) must be below the timeout_seconds ({p.timeout_seconds:g}) of pool "
+            f"{p.name!r}: the event.from long-poll would time out on every idle poll; lower poll_seconds or "
+            "raise timeout_seconds (keep a few seconds between them)"
+            for p in self.pools
+            if poll >= p.timeout_seconds
+        ]
 
     def pool(self, name: str) -> PoolSettings:
         for pool in self.pools:
@@ -314,62 +405,18 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
             raise ConfigError([problem]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        from bot.settings_explain import resolve_paths
+
+        resolve_paths(data, path.parent)
     data.update(overrides)
     from pydantic import ValidationError
 
     try:
         return Settings(**data, config_path=path)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, data)) from None
+        from bot.settings_explain import explain
 
-
-_KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {
-    (): [n for n in Settings.model_fields if n != "config_path"],
-    ("pools",): list(PoolSettings.model_fields),
-    ("slack",): list(SlackSettings.model_fields),
-    ("policies",): list(PolicySettings.model_fields),
-    ("alerts",): list(AlertSettings.model_fields),
-}
-
-
-def _explain(exc: Any, data: Mapping[str, Any]) -> list[str]:
-    """Turn pydantic's errors into one line per problem: where, what, and the fix."""
-    import difflib
-
-    problems: list[str] = []
-    for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        where = _location(loc, data)
-        if error["type"] == "extra_forbidden":
-            section = tuple(p for p in loc[:-1] if not p.isdigit())
-            known = _KNOWN_KEYS.get(section, [])
-            close = difflib.get_close_matches(loc[-1], known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-            problems.append(f"{where}: unknown key; {hint}")
-        elif error["type"] == "missing":
-            problems.append(f"{where}: required; add it to the config file")
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-    return problems
-
-
-def _location(loc: list[str], data: Mapping[str, Any]) -> str:
-    """``pools[1].url`` reads better as ``pools[1] ('lab').url`` when the pool has a name."""
-    parts: list[str] = []
-    node: Any = data
-    for item in loc:
-        if item.isdigit() and isinstance(node, list):
-            index = int(item)
-            label = f"[{index}]"
-            if index < len(node) and isinstance(node[index], dict) and "name" in node[index]:
-                label += f" ({node[index]['name']!r})"
-            parts[-1] += label
-            node = node[index] if index < len(node) else None
-        else:
-            parts.append(item)
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
+        raise ConfigError(explain(exc, data)) from None
 
 
 def load_for_command(config: str | os.PathLike[str] | None) -> Settings | None:

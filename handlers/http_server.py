@@ -49,9 +49,13 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
-    def __init__(self, app: App, host: str, port: int, ready: ReadyCheck | None = None) -> None:
-        # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
-        self._socket = socket.create_server((host, port), backlog=1024)
+    def __init__(
+        self, app: App, host: str, port: int, ready: ReadyCheck | None = None, sock: socket.socket | None = None
+    ) -> None:
+        # Bound here (or by bind(), earlier), not by uvicorn, so port 0 is known before serving
+        # and callers can print it.
+        self._socket = sock if sock is not None else bind(host, port)
+        self._socket.listen(1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             asgi_app(app, ready),
@@ -80,6 +84,27 @@ class HttpServer:
 
     def server_close(self) -> None:
         self._socket.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, not listening yet (``HttpServer`` listens).
+
+    ``serve`` binds before anything else (Slack, pools, apply processes), so a port another
+    process listens on is one line at once, not a failure after start-up; it listens only once
+    it serves, so Slack's requests are refused (and retried by Slack) rather than queued during
+    start-up. (Two xenbots binding the same port at the same moment both succeed here, as
+    SO_REUSEADDR lets a restart reuse a port in TIME_WAIT; the second then fails to listen.)"""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socket.create_server does
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:

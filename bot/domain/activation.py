@@ -35,6 +35,7 @@ ACTIVATION_TEXT: Mapping[str, str] = {
     "next-plug": "nothing now: applied when the interface is next plugged",
     "no-device": "never: the guest has no PV drivers, so its emulated NIC carries the traffic and "
     "no device honours offload keys (install PV drivers)",
+    "agent-unknown": "unknown until the guest agent reports (it has not since the VM started); ask again then",
     "vm-paused": "the VM is paused: unpausing does not rebuild its devices; once it runs, activate again",
     "vm-op-blocked": "not automated: the VM blocks an operation activation needs (blocked_operations)",
     "vm-lacks-feature": "not automated: XAPI refuses its clean shutdown (VM_LACKS_FEATURE); shut it down "
@@ -88,14 +89,13 @@ def has_pv_driver_version(vm: Vm) -> bool:
 
 
 def nic_is_emulated(vm: Vm) -> bool:
-    """The guest's traffic goes through the emulated NIC, which offload keys never reach.
+    """The guest's traffic goes through the emulated NIC, which offload keys never reach:
+    an HVM guest whose agent reports no PV drivers.
 
-    An HVM guest reporting no PV drivers (on a live VM, no guest metrics at all is XAPI's
-    "none"). A halted VM without metrics cannot be told and is not called emulated."""
-    if vm.domain_type in _PV_DOMAINS:
+    No guest metrics at all cannot be told apart from "just started": every VM.start clears
+    them until the agent reports (XA ``ocaml/xapi/xapi_vm.ml``), so that is "agent-unknown"."""
+    if vm.domain_type in _PV_DOMAINS or vm.guest is None:
         return False
-    if vm.guest is None:
-        return vm.power_state in ("Running", "Paused")
     return not (vm.guest.pv_drivers_detected or has_pv_driver_version(vm))
 
 
@@ -128,7 +128,11 @@ def activation_for(iface: Interface, inventory: PoolInventory) -> str:
             return "next-start"  # halted: applied when the VM next starts, nothing to do now
         if not iface.currently_attached:
             return "next-plug"
-        if vm.has_pv_drivers and (vm.guest is None or vm.guest.can_use_hotplug_vif != "no"):
+        if vm.guest is None:
+            # No metrics on a running VM: the agent has not reported since the start (or there is
+            # none). XAPI would refuse a clean shutdown (VM_LACKS_FEATURE); nothing is automated.
+            return "agent-unknown"
+        if vm.has_pv_drivers and vm.guest.can_use_hotplug_vif != "no":
             return "vif-replug"
         if blocked(vm, "vm-power-cycle"):
             return "vm-op-blocked"

@@ -23,8 +23,8 @@ from bot.domain.activation import (
     activation_for,
     activation_warning,
 )
-from bot.domain.model import Interface, PoolInventory, Vif
-from bot.domain.offload import VIF_MODES, key, modes_for
+from bot.domain.model import Interface, Pif, PoolInventory, Vif
+from bot.domain.offload import VIF_MODES, key, modes_for, same_effect
 
 __all__ = [
     "ACTIVATION_KINDS",
@@ -161,12 +161,15 @@ def plan_change(
     scope_label: str,
     interfaces: Iterable[Interface],
 ) -> Plan:
-    """For each interface and mode: current value → wanted value; equal ones are counted as unchanged."""
+    """For each interface and mode: current value → wanted value; ones dom0 already reads as wanted
+    (``true`` for "on", garbage or absent for "reset") are counted as unchanged: writing them
+    would change nothing on the device and only cost a replug."""
     wanted = VALUE_FOR[action]
     planned: list[InterfacePlan] = []
     unchanged = 0
     skipped_pif_only: set[str] = set()
-    for iface in interfaces:
+    planned_ifaces = list(interfaces)
+    for iface in planned_ifaces:
         honoured = modes_for(iface.kind)
         changes = []
         for mode in modes:
@@ -175,40 +178,68 @@ def plan_change(
                 continue
             map_key = key(mode)
             before = iface.other_config.get(map_key)
-            if before == wanted:
+            if same_effect(before, wanted):
                 continue
             changes.append(KeyChange(map_key, before, wanted))
         if changes:
             planned.append(_interface_plan(inventory, iface, changes))
         else:
             unchanged += 1
-    notes = _warnings(inventory, planned)
+    notes = [_no_device_note(i) for i in planned_ifaces if isinstance(i, Pif) and not i.physical]
+    notes += _warnings(inventory, planned)
     if skipped_pif_only:
         notes.append(f"{', '.join(sorted(skipped_pif_only))} apply to PIFs only; VIFs get {', '.join(VIF_MODES)}")
     return Plan(action, tuple(modes), inventory.pool, scope_kind, scope_label, tuple(planned), unchanged, tuple(notes))
 
 
+def _no_device_note(pif: Pif) -> str:
+    """Asked for a bond-master or VLAN PIF by name: under Open vSwitch (the default backend) nm.ml
+    configures the bond's members and the VLAN's tagged PIF, so these keys reach no device."""
+    what = "bond" if pif.bond_master_of else f"VLAN {pif.vlan}" if pif.vlan >= 0 else "virtual"
+    return (
+        f":warning: {pif.label} is a {what} PIF: under Open vSwitch its ethtool keys take effect nowhere, "
+        "not even after a plug. Set the member NICs instead (pif=HOST:ethN, or host=HOST)."
+    )
+
+
 def plan_restore(
     inventory: PoolInventory,
-    previous: Mapping[str, Mapping[str, str | None]],
+    written: Mapping[str, Mapping[str, tuple[str | None, str | None]]],
     scope_label: str,
 ) -> Plan:
-    """A revert: put back each interface's recorded previous values (``None`` = remove the key)."""
+    """A revert: put back the previous value of every key xenbot wrote (``None`` = remove the key).
+
+    ``written`` maps interface uuid → key → (previous value, the value xenbot wrote). A key
+    still at xenbot's value is restored; one already back at its previous value needs
+    nothing; one at a third value was changed by someone since, and is left alone (noted)."""
     planned: list[InterfacePlan] = []
     unchanged = 0
     missing = []
-    for uuid, values in previous.items():
+    theirs = []
+    for uuid, keys in written.items():
         iface = inventory.interface(uuid)
         if iface is None:
             missing.append(uuid)
             continue
         current = iface.other_config
-        changes = [KeyChange(k, current.get(k), v) for k, v in sorted(values.items()) if current.get(k) != v]
+        changes = []
+        for k, (previous, ours) in sorted(keys.items()):
+            if current.get(k) == previous:
+                continue
+            if current.get(k) == ours:
+                changes.append(KeyChange(k, ours, previous))
+            else:
+                theirs.append(f"{iface.label} {k}={current.get(k)!r}")
         if changes:
             planned.append(_interface_plan(inventory, iface, changes))
         else:
             unchanged += 1
     notes = [f"{len(missing)} interface(s) no longer exist and are skipped"] if missing else []
+    if theirs:
+        notes.append(
+            f"{len(theirs)} key(s) were changed by someone else since and are left alone: "
+            + ", ".join(theirs[:10]) + (" …" if len(theirs) > 10 else "")
+        )
     notes += _warnings(inventory, planned)
     return Plan("restore", (), inventory.pool, "pool", scope_label, tuple(planned), unchanged, tuple(notes))
 

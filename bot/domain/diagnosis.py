@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 from bot.domain.activation import nic_is_emulated
 from bot.domain.alerts import Alert
 from bot.domain.model import PoolInventory, Vm
-from bot.domain.offload import PIF_MODES, VIF_MODES, Setting, configured
+from bot.domain.offload import PIF_MODES, VIF_MODES, Setting, configured, is_effective
 
 Confidence = Literal["low", "medium", "high"]
 CONFIDENCES: Final[tuple[Confidence, ...]] = ("low", "medium", "high")
@@ -184,12 +184,17 @@ class PifEvidence:
     offload: Mapping[str, Setting] = field(default_factory=_pif_defaults)
     pending_activation: bool = False
     uuid: str = ""
+    physical: bool = True  # a bond-master or VLAN PIF has no device of its own under Open vSwitch
 
     def setting(self, mode: str) -> Setting:
         return self.offload.get(mode, Setting.DEFAULT)
 
     def effective(self, mode: str) -> bool | None:
-        return None if self.pending_activation else self.setting(mode).effective
+        """``lro`` is off unless set on: networkd adds ``lro off`` for a PIF key not given. A bond or
+        VLAN PIF's own keys say nothing about its NICs (nm.ml configures the members): unknown."""
+        if self.pending_activation or not self.physical:
+            return None
+        return is_effective(self.setting(mode), "pif", mode)
 
 
 FactValue = str | bool | float | None
@@ -293,7 +298,7 @@ class Evidence:
             "guest_family": self.guest_family,
             "pv_drivers_detected": self.pv_drivers_detected,
             "pv_drivers_version": self.pv_drivers_version or None,
-            "pv_drivers": _pv_text(self.pv_drivers_detected, self.pv_drivers_version),
+            "pv_drivers": _pv_text(self.pv_drivers_detected, self.pv_drivers_version, self.power_state),
             "can_use_hotplug_vif": self.can_use_hotplug_vif or None,
             "host_name": self.host_name or None,
             "vif_count": float(len(self.vifs)),
@@ -333,7 +338,7 @@ class Evidence:
         rows = [
             ("VM", f"{self.vm_name or UNKNOWN}" + (f" (pool {self.pool})" if self.pool else "")),
             ("Guest OS", os_text),
-            ("PV drivers", _pv_text(self.pv_drivers_detected, self.pv_drivers_version)),
+            ("PV drivers", _pv_text(self.pv_drivers_detected, self.pv_drivers_version, self.power_state)),
             ("Power", self.power_state or UNKNOWN),
             ("VIF offload (configured → in effect)", _vif_offload_text(self.vifs)),
         ]
@@ -352,8 +357,10 @@ def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _pv_text(detected: bool | None, version: str) -> str:
+def _pv_text(detected: bool | None, version: str, power_state: str = "") -> str:
     if detected is None:
+        if power_state == "Running":  # xapi_vm.ml: VM.start clears guest_metrics until the agent reports
+            return f"{UNKNOWN} (the guest agent has not reported since the VM started)"
         return UNKNOWN
     if detected:
         return f"detected ({version})" if version else "detected"
@@ -372,11 +379,13 @@ def _rx_tx_text(rx: float | None, tx: float | None, value: float | None, unit: s
 
 
 def _settings_text(offload: Mapping[str, Setting], modes: Sequence[str]) -> str:
-    words = {Setting.ON: "on", Setting.OFF: "off", Setting.IGNORED: "unreadable value (acts as on)"}
+    words = {Setting.ON: "on", Setting.OFF: "off", Setting.IGNORED: "value dom0 ignores (acts as default)"}
     changed = [f"{m} {words[setting]}" for m in modes if (setting := offload.get(m, Setting.DEFAULT)) in words]
+    # A PIF's lro is off by default (networkd adds "lro off" for a key not given).
+    default = "default (on; lro off)" if "lro" in modes else "default (on)"
     if not changed:
-        return "all default (on)"
-    rest = ", others default (on)" if len(changed) < len(modes) else ""
+        return f"all {default}"
+    rest = f", others {default}" if len(changed) < len(modes) else ""
     return ", ".join(changed) + rest
 
 
@@ -400,7 +409,10 @@ def _vif_offload_text(vifs: Sequence[VifEvidence]) -> str:
 def _pif_offload_text(pifs: Sequence[PifEvidence]) -> str:
     items = []
     for pif in pifs:
-        state = "pending activation" if pif.pending_activation else "in effect"
+        if not pif.physical:
+            state = "reaches no device (bond/VLAN under Open vSwitch)"
+        else:
+            state = "pending activation" if pif.pending_activation else "in effect"
         items.append(f"{pif.device}: {_settings_text(pif.offload, PIF_MODES)} → {state}")
     return "; ".join(items)
 
@@ -444,6 +456,7 @@ def evidence_for(
                 offload=MappingProxyType(configured(p.other_config, "pif")),
                 pending_activation=p.uuid in pending,
                 uuid=p.uuid,
+                physical=p.physical,
             )
             for p in inventory.pifs_of(host)
             if p.network_ref in networks
@@ -451,8 +464,9 @@ def evidence_for(
     if guest is not None:
         pv: bool | None = guest.pv_drivers_detected
     else:
-        # No guest metrics: on a running VM that is XAPI saying "no PV drivers detected"; otherwise unknown.
-        pv = False if vm.running else None
+        # No guest metrics is not "no PV drivers": every VM.start clears VM.guest_metrics until the
+        # agent reports again (XA ocaml/xapi/xapi_vm.ml), and a halted VM has none. Unknown.
+        pv = None
     return Evidence(
         vm_name=vm.name,
         vm_uuid=vm.uuid,

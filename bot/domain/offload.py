@@ -1,8 +1,14 @@
 """How XAPI reads offload keys, written down once.
 
-dom0 honours ``other-config:ethtool-<mode>`` with values ``on|true`` and
-``off|false``; anything else is ignored (with a log line on the host) and a
-missing key leaves the driver default, which is *on*. Xen Orchestra writes
+dom0 honours ``other-config:ethtool-<mode>`` with values exactly ``on|true`` and
+``off|false`` (case-sensitive, no spaces: XA ``ocaml/xenopsd/scripts/vif-real``
+``handle_ethtool`` is a shell ``case``, ``ocaml/xapi/nm.ml``
+``determine_ethtool_settings`` an OCaml pattern match); anything else, ``" Off"``
+or ``"TRUE"`` included, is ignored (with a log line on the host) and acts like a
+missing key: the driver default, which is *on* — except a PIF's ``lro``, which
+networkd turns *off* whenever the PIF key is not given (XA
+``ocaml/xapi-idl/network/network_interface.ml`` default ``ethtool_offload``,
+``ocaml/networkd/bin/network_server.ml`` ``set_ethtool_offload``). Xen Orchestra writes
 ``"true"/"false"``, the classic shell script writes ``"off"``, and reading a
 missing key as "off" is the bug behind XO #5234 — so the three-way answer
 (on / off / default) is kept distinct everywhere it is shown.
@@ -32,8 +38,41 @@ class Setting(StrEnum):
 
     @property
     def effective(self) -> bool:
-        """Whether the offload is active once applied (driver default is on)."""
+        """Whether the offload is active once applied, for every mode whose default is on."""
         return self is not Setting.OFF
+
+    @property
+    def explicit(self) -> bool:
+        """A value dom0 acts on (``ON``/``OFF``); ``DEFAULT`` and ``IGNORED`` both leave the default."""
+        return self in (Setting.ON, Setting.OFF)
+
+
+# Modes whose default, when no valid key is given, is *off*: networkd adds ``lro off`` to
+# every PIF it configures unless ``ethtool-lro`` says otherwise (network_interface.ml).
+DEFAULT_OFF: frozenset[tuple[str, str]] = frozenset({("pif", "lro")})
+
+
+def default_on(kind: InterfaceKind, mode: str) -> bool:
+    """The state of ``mode`` on this kind of interface when no valid key is given."""
+    return (kind, mode) not in DEFAULT_OFF
+
+
+def is_effective(setting: Setting, kind: InterfaceKind, mode: str) -> bool:
+    """Whether ``mode`` is active once dom0 has applied ``setting``."""
+    if setting.explicit:
+        return setting is Setting.ON
+    return default_on(kind, mode)
+
+
+def same_effect(a: str | None, b: str | None) -> bool:
+    """Two raw values dom0 reads the same way (``true``/``on``; absent/garbage) are the same:
+    changing one into the other writes nothing and needs no replug."""
+    return acts_as(parse_value(a)) == acts_as(parse_value(b))
+
+
+def acts_as(setting: Setting) -> Setting:
+    """What dom0 does with ``setting``: an ignored value is the default."""
+    return Setting.DEFAULT if setting is Setting.IGNORED else setting
 
 
 def key(mode: str) -> str:
@@ -47,12 +86,11 @@ def modes_for(kind: InterfaceKind) -> tuple[str, ...]:
 def parse_value(value: str | None) -> Setting:
     if value is None:
         return Setting.DEFAULT
-    normalised = value.strip().lower()
-    if normalised in ("on", "true"):
+    if value in ("on", "true"):
         return Setting.ON
-    if normalised in ("off", "false"):
+    if value in ("off", "false"):
         return Setting.OFF
-    return Setting.IGNORED
+    return Setting.IGNORED  # " Off", "TRUE", "": dom0 logs and skips it
 
 
 def configured(other_config: Mapping[str, str], kind: InterfaceKind) -> dict[str, Setting]:
@@ -112,9 +150,11 @@ def summarise(interfaces: Iterable[Interface]) -> OffloadSummary:
     configs: list[tuple[Interface, tuple[Setting, ...]]] = []
     for iface in items:
         settings = configured(iface.other_config, iface.kind)
-        signature = tuple(settings.get(m, Setting.DEFAULT) for m in modes)
-        for mode, setting in zip(modes, signature, strict=True):
+        shown = tuple(settings.get(m, Setting.DEFAULT) for m in modes)
+        for mode, setting in zip(modes, shown, strict=True):
             counts[mode][setting] += 1
+        # Outliers by what dom0 does: an ignored value is the default, not a difference.
+        signature = tuple(acts_as(s) for s in shown)
         signatures[signature] += 1
         configs.append((iface, signature))
     usual_signature = signatures.most_common(1)[0][0] if signatures else tuple(Setting.DEFAULT for _ in modes)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from bot.domain.changes import VALUE_FOR
 from bot.domain.model import Interface, Pif, PoolInventory, Vif, Vm
-from bot.domain.offload import key
+from bot.domain.offload import key, same_effect
 
 Target = Literal["vifs", "pifs"]
 Mode = Literal["report", "enforce"]
@@ -114,9 +114,11 @@ def covered(spec: PolicySpec, inventory: PoolInventory) -> tuple[list[Interface]
 
 
 def drift_of(policy_id: int, spec: PolicySpec, iface: Interface, *, new: bool = False) -> Drift | None:
+    """Keys whose value dom0 would read differently from the policy's: ``false`` complies with
+    "off" (dom0 reads both the same, vif-real/nm.ml), ``" Off"`` does not (dom0 ignores it)."""
     wanted = spec.wanted()
     differences = tuple(
-        (k, iface.other_config.get(k), w) for k, w in wanted.items() if iface.other_config.get(k) != w
+        (k, iface.other_config.get(k), w) for k, w in wanted.items() if not same_effect(iface.other_config.get(k), w)
     )
     return Drift(policy_id, iface, differences, new) if differences else None
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED
 from bot.domain.approvals import State
 from bot.domain.changes import ACTIVATION_TEXT, AUTOMATIC_ACTIVATIONS, NOTHING_TO_ACTIVATE, Plan
+from bot.domain.outcomes import STATUS_LABEL, Status
 from bot.domain.slack_text import escape
 from bot.render.blocks import Block, Reply, actions, button, code_sections, context, fit, section, table_lines
 from bot.render.ids import Action
@@ -246,12 +247,42 @@ def stale_nothing_left(request: RequestLike) -> Reply:
     return Reply(text=text, blocks=[section(escape(text))], ephemeral=False)
 
 
-def resumed(request: RequestLike, recorded: int, found: int, remaining: int) -> Reply:
+def left_unread(request: RequestLike, count: int) -> Reply:
+    text = (
+        f"Change #{request.id}: {count} interface(s) could not be read back after a lost answer, so what "
+        "they hold is not known yet. Nothing is recorded as a guess: the change stays applying, and "
+        "xenbot reads them again and finishes them as soon as the pool answers."
+    )
+    return Reply(text=text, blocks=[section(":hourglass_flowing_sand: " + escape(text))], ephemeral=False)
+
+
+def resumed(
+    request: RequestLike,
+    recorded: int,
+    found: int,
+    remaining: int,
+    foreign: Sequence[tuple[str, Mapping[str, str | None]]] = (),
+    gone: int = 0,
+) -> Reply:
+    """Recovery's first word: what it found, and exactly which keys are someone else's."""
     text = (
         f"Change #{request.id} was interrupted (xenbot stopped while applying). Resuming: {recorded} interfaces "
-        f"were recorded before, {found} found in their final state now, {remaining} still to write."
+        f"were recorded before, {found} found already at their target, {remaining} still to finish"
+        + (f", {gone} no longer exist" if gone else "")
+        + "."
     )
-    return Reply(text=text, blocks=[section(":arrows_counterclockwise: " + escape(text))], ephemeral=False)
+    blocks: list[Block] = [section(":arrows_counterclockwise: " + escape(text))]
+    if foreign:
+        lines = table_lines(("INTERFACE", "KEY", "VALUE"), [
+            (label, k.removeprefix("ethtool-"), _value(v)) for label, keys in foreign for k, v in sorted(keys.items())
+        ])
+        blocks.append(section(
+            f"*{len(foreign)} interface(s) have keys someone else changed while xenbot was down*; "
+            "xenbot leaves those keys alone and finishes the rest:"
+        ))
+        blocks += code_sections(lines)
+        text += f" Left alone (someone else's value): {len(foreign)} interface(s)."
+    return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
 
 def apply_summary(
@@ -261,15 +292,19 @@ def apply_summary(
     failures: Sequence[tuple[str, str]],
     activation: Mapping[str, int],
 ) -> Reply:
+    others = [
+        f"{counts[s]} {STATUS_LABEL[s]}" for s in (Status.PARTIAL, Status.CONFLICT, Status.FAILED, Status.VERIFY_FAILED)
+        if counts.get(s)
+    ]
     head = (
         f"{_STATE_ICON.get(final, '')} *Change #{request.id} {final.label}*: "
         f"{counts.get('applied', 0)} interfaces changed and verified"
-        + (f", {len(failures)} failed" if failures else "")
+        + (", " + ", ".join(others) if others else "")
     )
     blocks: list[Block] = [section(head)]
     if failures:
-        lines = table_lines(("INTERFACE", "ERROR"), failures)
-        blocks.append(section("*Failures*"))
+        lines = table_lines(("INTERFACE", "WHAT IS THERE"), failures)
+        blocks.append(section("*Not fully changed* (every key is at its target, untouched, or someone else's)"))
         blocks += code_sections(lines)
     pending = {m: n for m, n in activation.items() if m not in NOTHING_TO_ACTIVATE}
     waiting = {m: n for m, n in activation.items() if m in NOTHING_TO_ACTIVATE}
@@ -352,7 +387,7 @@ def change_detail(request: Any, approvers: Sequence[str], results: Sequence[Any]
             [
                 (
                     r.label,
-                    r.status,
+                    STATUS_LABEL.get(r.status, r.status),
                     _map(r.before),
                     _map(r.after) if r.after is not None else "-",
                     r.error or "",

@@ -25,21 +25,38 @@ from bot.render.ids import Action
 from bot.services.inspection import InterfaceDetail, OffloadStatus, PifList, PoolStatus, VifList, VmList
 
 _MARK = {Setting.ON: "on", Setting.OFF: "off", Setting.DEFAULT: "·", Setting.IGNORED: "?"}
-LEGEND = "Offload modes as configured in other-config: on · off · `·` driver default (on) · `?` value dom0 ignores"
+LEGEND = (
+    "Offload modes as configured in other-config: on · off · `·` default (on; a PIF's lro off) · "
+    "`?` value dom0 ignores (not exactly true/on/false/off): acts as the default"
+)
+NO_DEVICE = "no (OVS)"
+NO_DEVICE_LEGEND = (
+    f"IN EFFECT `{NO_DEVICE}`: a bond or VLAN PIF has no device of its own under Open vSwitch; its keys "
+    "take effect nowhere — set the member NICs"
+)
 PENDING_LEGEND = (
     "IN EFFECT: `pending` = changed by xenbot but not yet applied by dom0 (needs a replug, power cycle "
     "or PIF plug: `/xen activate ID`)"
 )
 
 
-NO_DEVICE_LEGEND = (
-    "IN EFFECT `no (emulated)`: the guest has no PV drivers, so its traffic goes through the emulated NIC "
+EMULATED = "no (emulated)"
+EMULATED_LEGEND = (
+    f"IN EFFECT `{EMULATED}`: the guest has no PV drivers, so its traffic goes through the emulated NIC "
     "and no device honours the VIF's offload keys"
 )
 
 
 def _pending(pending: Mapping[str, str], uuid: str) -> str:
     return "pending" if uuid in pending else "yes"
+
+
+def _pif_in_effect(pending: Mapping[str, str], pif: Pif) -> str:
+    """A bond-master or VLAN PIF's keys reach no device under Open vSwitch (nm.ml configures the
+    members of a bond and the tagged PIF of a VLAN): never "in effect", even after a plug."""
+    if not pif.physical:
+        return NO_DEVICE
+    return _pending(pending, pif.uuid)
 
 
 def offload_cells(interface: Interface, modes: Sequence[str] | None = None) -> list[str]:
@@ -80,6 +97,11 @@ def render_pools(statuses: list[PoolStatus], command_text: str) -> Reply:
         else:
             rows.append((s.name, s.master_url or s.url, s.master_name, "ok", f"{s.hosts} hosts, {s.vms} VMs"))
     lines = table_lines(("POOL", "MASTER URL", "MASTER", "STATE", "DETAIL"), rows)
+    # A pool whose master is down: what each host said (members in emergency mode answer every
+    # call with HOST_STILL_BOOTING, HOST_MASTER_CANNOT_TALK_BACK or INTERNAL_ERROR, not the master).
+    for s in statuses:
+        if s.error and s.answers:
+            lines += ["", f"{s.name}: what each host answered", *(f"  {url}  {a}" for url, a in s.answers.items())]
     ok = sum(1 for s in statuses if not s.error)
     return _listing(f"*Pools* — {ok} of {len(statuses)} answering", lines, [], command_text, "pools.txt")
 
@@ -126,7 +148,7 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
             v.mtu,
             "yes" if v.currently_attached else "no",
             *offload_cells(v, modes),
-            "no (emulated)" if emulated else _pending(result.pending, v.uuid),
+            EMULATED if emulated else _pending(result.pending, v.uuid),
         )
         for v in result.vifs
     ]
@@ -138,7 +160,7 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
     if not rows:
         return Reply(text=_plain(title), blocks=[section(title + "\nThis VM has no VIFs.")])
     lines = table_lines(("DEV", "MAC", "NETWORK", "MTU", "ATTACHED", *modes, "IN EFFECT"), rows)
-    legends = [LEGEND, NO_DEVICE_LEGEND if emulated else PENDING_LEGEND]
+    legends = [LEGEND, EMULATED_LEGEND if emulated else PENDING_LEGEND]
     return _listing(title, lines, legends, command_text, f"vifs-{vm.name}.txt")
 
 
@@ -158,7 +180,7 @@ def render_pifs(result: PifList, command_text: str) -> Reply:
             "yes" if p.management else "",
             "yes" if p.currently_attached else "no",
             *offload_cells(p, modes),
-            _pending(result.pending, p.uuid),
+            _pif_in_effect(result.pending, p),
         )
         rows.append(row + ((pool,) if multi else ()))
     headers = ("HOST", "DEV", "MAC", "MTU", "VLAN", "NETWORK", "BOND", "MGMT", "ATTACHED", *modes, "IN EFFECT")
@@ -168,6 +190,8 @@ def render_pifs(result: PifList, command_text: str) -> Reply:
     title = f"*{len(rows)} PIFs*{where}"
     lines = table_lines(headers, rows)
     notes = [LEGEND, PENDING_LEGEND, *_unreachable(result.unreachable)]
+    if any(not p.physical for _pool, p in result.rows):
+        notes.insert(2, NO_DEVICE_LEGEND)
     return _listing(title, lines, notes, command_text, "pifs.txt")
 
 
@@ -183,6 +207,8 @@ def render_detail(detail: InterfaceDetail, command_text: str) -> Reply:
     notes = [f"Offload as configured: {escape(offload)}"]
     if isinstance(iface, Pif) and iface.bond_slave_of:
         notes.append("Bond member: plug/unplug the bond, not this PIF.")
+    if isinstance(iface, Pif) and not iface.physical:
+        notes.append(f"In effect: {NO_DEVICE}. " + NO_DEVICE_LEGEND.split(": ", 1)[1])
     return _listing(title, lines, notes, command_text, f"{kind.lower()}-{iface.uuid}.txt")
 
 

@@ -38,6 +38,7 @@ from bot.db.models import ChangeRequest, ChangeResult
 from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
 from bot.domain.changes import ACTIVATION_KINDS, InterfacePlan, Plan
+from bot.domain.outcomes import FAILURES, SUCCESSES, WRITTEN
 from bot.render import changes as render
 from bot.services.activate import activate, resume_activation
 from bot.services.apply_execute import apply_interfaces
@@ -46,7 +47,7 @@ from bot.services.apply_results import ClaimLost, Outcome, store_results
 from bot.services.changes import ChangeService, utcnow
 from bot.services.messenger import Messenger
 from bot.xen.errors import XenError
-from bot.xen.gateway import Gateways
+from bot.xen.gateway import Gateways, PoolGateway
 
 __all__ = ["LEASE", "ApplyService", "ClaimLost", "Outcome", "executor_id"]
 
@@ -84,6 +85,9 @@ class ApplyService:
         # may take the request over and re-read it; stopping well before, with writes in flight
         # finished, means nothing is written by both (the rest is left to that recovery).
         self.write_window = LEASE.total_seconds() / 3
+        # How long a write whose answer was lost is watched for before it counts as not done
+        # (None: twice the pool's call time-out). See apply_execute.settle.
+        self.settle_after_lost: float | None = None
         # Request kinds whose approval runs something other than interface writes (policies).
         self.finishers: dict[str, Callable[[ChangeRequest, str], State]] = {}
         # Set by ``xenbot serve``: hands an approved request to an apply process (apply_process.py).
@@ -241,7 +245,7 @@ class ApplyService:
         """Move ``applying`` to its outcome; safe to run twice (the second finds it already moved)."""
         with self.sessions.begin() as session:
             counts, _failures, _activation = self._outcome_of(session, request.id)
-            final = outcome(counts["applied"] + counts["activated"], counts["failed"] + counts["verify_failed"])
+            final = outcome(sum(counts[s] for s in SUCCESSES), sum(counts[s] for s in FAILURES))
             row = session.get(ChangeRequest, request.id)
             assert row is not None
             summary = {"counts": dict(counts), "resumed": resumed}
@@ -255,8 +259,8 @@ class ApplyService:
     ) -> tuple[Counter[str], list[tuple[str, str]], Counter[str]]:
         results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
         counts = Counter(r.status for r in results)
-        failures = [(r.label, r.error or r.status) for r in results if r.status in ("failed", "verify_failed")]
-        activation = Counter(r.activation for r in results if r.status == "applied")
+        failures = [(r.label, r.error or r.status) for r in results if r.status in FAILURES]
+        activation = Counter(r.activation for r in results if r.status in WRITTEN)
         return counts, failures, activation
 
     def _report(self, request: ChangeRequest, final: State, note: str | None = None, claimed: bool = False) -> bool:
@@ -333,6 +337,11 @@ class ApplyService:
                 .values(reported_at=when)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def settle_seconds(self, gateway: PoolGateway) -> float:
+        if self.settle_after_lost is not None:
+            return self.settle_after_lost
+        return 2 * gateway.settings.timeout_seconds
 
     # -- the phases, each in a module of its own ---------------------------------------------
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bot.db.models import ChangeRequest, ChangeResult
 from bot.domain.approvals import State
 from bot.domain.changes import InterfacePlan, Plan
+from bot.domain.outcomes import KeyState, judge
 from bot.render import changes as render
 from bot.services.apply_execute import apply_interfaces
 from bot.services.apply_results import Outcome
@@ -20,7 +21,11 @@ if TYPE_CHECKING:
 
 
 def resume(service: ApplyService, request: ChangeRequest) -> State | None:
-    """A request found in ``applying`` with a dead holder: record what is done, do the rest."""
+    """A request found in ``applying`` with a dead holder: record what is done, finish the rest.
+
+    Judged key by key from live state: a key at its target or still at its old value is
+    xenbot's (an interrupted write), and so is one absent midway through a replace; only a
+    key at a third value is someone else's, left alone and named in the thread."""
     if not service._claim(request, (State.APPLYING,), "system"):
         return None
     if request.kind in service.finishers:
@@ -37,24 +42,30 @@ def resume(service: ApplyService, request: ChangeRequest) -> State | None:
     except XenError as exc:
         service.post_in_thread(request, render.apply_postponed(request, str(exc)))
         return State.APPLYING
-    to_write: list[InterfacePlan] = []
-    found: list[Outcome] = []
+    gone: list[Outcome] = []
+    to_finish: list[InterfacePlan] = []
+    live: dict[str, dict[str, str]] = {}
+    at_target = 0
+    foreign: list[tuple[str, dict[str, str | None]]] = []
     for item in remaining:
-        live = inventory.interface(item.uuid)
-        if live is None:
-            found.append(outcome_for(item, "failed", None, "interface no longer exists"))
+        iface = inventory.interface(item.uuid)
+        if iface is None:
+            gone.append(outcome_for(item, "failed", None, "interface no longer exists"))
             continue
-        values = {k: live.other_config.get(k) for k in item.expected()}
-        if values == item.expected():
-            found.append(outcome_for(item, "applied", values, None))
-        elif values == item.previous():
-            to_write.append(_with_ref(item, live.ref))
-        else:
-            found.append(outcome_for(item, "failed", values, "changed by someone else while xenbot was down"))
-    if found:
-        service._store(request, found)
-    service.post_in_thread(request, render.resumed(request, len(done), len(found), len(to_write)))
-    return apply_interfaces(service, request, to_write, resumed=True)
+        to_finish.append(_with_ref(item, iface.ref))
+        live[item.uuid] = dict(iface.other_config)
+        states = judge(item.previous(), item.expected(), iface.other_config)
+        if all(s is KeyState.TARGET for s in states.values()):
+            at_target += 1
+        theirs = {k: iface.other_config.get(k) for k, s in states.items() if s is KeyState.FOREIGN}
+        if theirs:
+            foreign.append((item.label, theirs))
+    if gone:
+        service._store(request, gone)
+    service.post_in_thread(
+        request, render.resumed(request, len(done), at_target, len(to_finish) - at_target, foreign, len(gone))
+    )
+    return apply_interfaces(service, request, to_finish, resumed=True, live=live)
 
 
 def outcome_for(item: InterfacePlan, status: str, after: dict[str, str | None] | None, error: str | None) -> Outcome:

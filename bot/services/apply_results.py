@@ -38,7 +38,7 @@ class Outcome:
     uuid: str
     label: str
     kind: str
-    status: str  # applied | failed | verify_failed | activated | skipped
+    status: str  # a bot.domain.outcomes.Status value
     before: dict[str, str | None]
     after: dict[str, str | None] | None
     error: str | None

@@ -39,6 +39,7 @@ from bot.domain.changes import (
 )
 from bot.domain.model import Interface, PoolInventory
 from bot.domain.offload import ModeError, parse_modes
+from bot.domain.outcomes import written_keys
 from bot.render import changes as render
 from bot.render.blocks import Reply
 from bot.services.inspection import InspectionService
@@ -117,9 +118,9 @@ class ChangeService:
     def replan(self, request: ChangeRequest) -> Plan:
         """The same request computed again from live state, for comparison with the approved plan."""
         if request.kind == "revert":
-            previous = self._previous_values(request.parent_id or 0)
+            written = self._written_values(request.parent_id or 0)
             inventory = self.inspection.gateway(request.pool).inventory()
-            return plan_restore(inventory, previous, request.scope_label)
+            return plan_restore(inventory, written, request.scope_label)
         stored = Plan.from_json(request.plan)
         scope = Scope(request.scope_kind, request.plan.get("scope_target", request.scope_label), request.pool)  # type: ignore[arg-type]
         return self.plan(stored.action, stored.modes, scope)
@@ -382,13 +383,13 @@ class ChangeService:
     def request_revert(self, requester: str, channel: str | None, request_id: int) -> Reply:
         with self.sessions() as session:
             original = self._load(session, request_id)
-        if original.state not in (State.APPLIED, State.PARTIALLY_FAILED):
-            raise ChangeError(f"change #{request_id} is {State(original.state).label}: only applied changes revert")
-        previous = self._previous_values(request_id)
-        if not previous:
+        if original.state not in (State.APPLIED, State.PARTIALLY_FAILED, State.FAILED):
+            raise ChangeError(f"change #{request_id} is {State(original.state).label}: only finished changes revert")
+        written = self._written_values(request_id)
+        if not written:
             raise ChangeError(f"change #{request_id} changed no interface; nothing to revert")
         inventory = self.inspection.gateway(original.pool).inventory()
-        plan = plan_restore(inventory, previous, f"revert of #{request_id} ({original.scope_label})")
+        plan = plan_restore(inventory, written, f"revert of #{request_id} ({original.scope_label})")
         if not plan.interfaces:
             return render.nothing_to_do(plan)
         request = self.create_request(
@@ -516,12 +517,24 @@ class ChangeService:
             )
         )
 
-    def _previous_values(self, request_id: int) -> dict[str, dict[str, str | None]]:
+    def _written_values(self, request_id: int) -> dict[str, dict[str, tuple[str | None, str | None]]]:
+        """Every key the change wrote, whatever its interface's status: uuid → key → (before, written).
+
+        A partly changed or failed interface can still carry keys at xenbot's value; a revert
+        that looked only at fully applied ones would leave those behind."""
         with self.sessions() as session:
-            results = session.scalars(
-                select(ChangeResult).where(ChangeResult.request_id == request_id, ChangeResult.status == "applied")
-            ).all()
-            return {r.interface_uuid: dict(r.before) for r in results}
+            request = self._load(session, request_id)
+            results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+            targets = {i.uuid: i.expected() for i in Plan.from_json(request.plan).interfaces}
+            written: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+            for r in results:
+                target = targets.get(r.interface_uuid)
+                if not target:
+                    continue
+                keys = written_keys(r.before, target, r.after)
+                if keys:
+                    written[r.interface_uuid] = {k: (r.before.get(k), target[k]) for k in keys}
+            return written
 
     def transition(
         self, session: Session, request: ChangeRequest, expected: Sequence[State], new: State, actor: str, **values: Any

@@ -31,6 +31,8 @@ class PoolStatus:
     hosts: int = 0
     vms: int = 0
     master_name: str = ""
+    # URL -> what that host answered when the master was last looked for (emergency mode, refused …)
+    answers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,9 @@ class InspectionService:
             try:
                 inventory = gateway.inventory(max_age=self.max_age)
             except XenError as exc:
-                return PoolStatus(gateway.name, gateway.settings.url, None, str(exc))
+                return PoolStatus(
+                    gateway.name, gateway.settings.url, None, str(exc), answers=dict(gateway.host_answers)
+                )
             return PoolStatus(
                 gateway.name,
                 gateway.settings.url,

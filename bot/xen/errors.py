@@ -27,12 +27,31 @@ class XapiError(XenError):
         return self.code + (": " + ", ".join(self.params) if self.params else "")
 
 
-class XapiUnavailable(XenError):
-    """The pool could not be reached (refused, timed out, TLS failure, no master found)."""
+class ObjectGone(XapiError):
+    """``HANDLE_INVALID [class, ref]``: the object was destroyed (or the ref is from before a
+    restart of the master). A write that gets it found nothing to change: the interface is gone,
+    not failed. A subclass, so code that handles any XapiError keeps working."""
 
-    def __init__(self, pool: str, reason: str) -> None:
+    @property
+    def object_class(self) -> str:
+        return self.params[0] if self.params else ""
+
+    @property
+    def ref(self) -> str:
+        return self.params[1] if len(self.params) > 1 else ""
+
+
+class XapiUnavailable(XenError):
+    """The pool could not be reached (refused, timed out, TLS failure, no master found).
+
+    ``unsent`` is True only when the call certainly never reached XAPI (connection refused,
+    no session): a write may then be sent again. Otherwise its answer was lost and it may
+    have run, or may still run later."""
+
+    def __init__(self, pool: str, reason: str, *, unsent: bool = False) -> None:
         self.pool = pool
         self.reason = reason
+        self.unsent = unsent
         super().__init__(f"pool {pool!r} is unreachable: {reason}")
 
 

@@ -31,7 +31,7 @@ import XenAPI
 from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
-from bot.xen.errors import XapiAuthFailed, XapiError, XapiUnavailable
+from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable
 from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
 from bot.xen.records import Records, build_inventory
 
@@ -45,6 +45,13 @@ ORIGINATOR = "xenbot"
 _MAX_REDIRECTS = 3
 _MAX_RELOGINS = 2
 AUTH_FAILURE_BACKOFF_SECONDS = 30.0
+# What a member answers to every call, login included, while it cannot reach its master (its
+# xapi is in emergency mode: XA ocaml/xapi/api_server.ml, the codes set in ocaml/xapi/xapi.ml).
+# Never HOST_IS_SLAVE: the caller must try the other hosts itself to find a promoted member.
+EMERGENCY_CODES = frozenset({
+    "HOST_STILL_BOOTING", "HOST_MASTER_CANNOT_TALK_BACK", "HOST_UNKNOWN_TO_MASTER", "HOST_HAS_NO_MANAGEMENT_IP",
+    "HOST_ITS_OWN_SLAVE", "HOST_BROKEN", "HOST_XAPI_VERSION_HIGHER_THAN_COORDINATOR", "INTERNAL_ERROR",
+})
 
 
 # A connection that answered this recently is trusted with a write (see _Transport).
@@ -152,6 +159,9 @@ class PoolGateway:
         self._mirror: RecordMirror | None = None
         self._mirror_at = 0.0
         self.calls = 0  # XAPI calls made, for benchmarks and metrics
+        # URL -> what that host answered at the last search for the master ("master", an error code,
+        # "connection refused" ...), for /readyz and /xen pools.
+        self.host_answers: dict[str, str] = {}
 
     # -- public surface --------------------------------------------------------
 
@@ -176,6 +186,13 @@ class PoolGateway:
                     redirects += 1
                     self._follow_master(str(details[1]) if len(details) > 1 else "")
                     continue
+                if details and details[0] in EMERGENCY_CODES and details[0] != "INTERNAL_ERROR" and redirects < 1:
+                    # Our master URL is a member in emergency mode: look for the master among all hosts.
+                    redirects += 1
+                    self._invalidate_session(generation)
+                    continue
+                if details and details[0] == "HANDLE_INVALID":
+                    raise ObjectGone(self.name, method, details) from None
                 raise XapiError(self.name, method, details) from None
             except xmlrpc.client.Fault as fault:
                 # XenAPI turns SESSION_INVALID into Fault(401) when it has no credentials of its own.
@@ -187,7 +204,14 @@ class PoolGateway:
             except _CONNECTION_ERRORS as exc:
                 metrics.XAPI_CALLS.labels(self.name, method, "UNREACHABLE").inc()
                 if not idempotent or attempt >= len(self._retry_delays):
-                    raise XapiUnavailable(self.name, _describe(exc)) from None
+                    # The master may be gone for good: the next login asks every known host, so a
+                    # member promoted by emergency_transition_to_master is found (a read asks now).
+                    self._invalidate_session(generation)
+                    if idempotent and redirects < 1 and len(self._known_urls) > 1:
+                        redirects += 1
+                        continue
+                    unsent = isinstance(exc, ConnectionRefusedError)
+                    raise XapiUnavailable(self.name, _describe(exc), unsent=unsent) from None
                 log.info("xapi %s on %s: %s; retrying", method, self.name, _describe(exc))
                 time.sleep(self._retry_delays[attempt])
                 attempt += 1
@@ -224,10 +248,24 @@ class PoolGateway:
                 log.info("pool %s: event feed said %s; reading the whole pool again", self.name, exc.short)
             else:
                 if mirror.epoch == self._epoch:  # not answered by a new master, whose token differs
-                    if mirror.absorb(result):
+                    changed = mirror.absorb(result)
+                    changed |= self._reread_stale(mirror, result)
+                    if changed:
                         mirror.inventory = self._build(mirror.records)
                     return mirror
         return self._full_read()
+
+    def _reread_stale(self, mirror: RecordMirror, result: Mapping[str, Any]) -> bool:
+        """Read again the classes whose ``valid_ref_counts`` say deletions were not reported."""
+        stale = mirror.stale_classes(result)
+        if not stale:
+            return False
+        log.info("pool %s: object counts differ for %s (deletions XAPI no longer remembers); reading them again",
+                 self.name, ", ".join(stale))
+        read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), stale)
+        for cls, found in zip(stale, read, strict=True):
+            mirror.records[cls] = dict(found)
+        return True
 
     def _full_read(self) -> RecordMirror:
         epoch = self._epoch
@@ -279,30 +317,15 @@ class PoolGateway:
     def other_config(self, kind: InterfaceKind, ref: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.call(f"{_cls(kind)}.get_other_config", ref).items()}
 
-    def write_other_config(
-        self, kind: InterfaceKind, ref: str, changes: Mapping[str, str | None], known: Mapping[str, str]
-    ) -> dict[str, str]:
-        """Apply key changes without touching other keys, then read back the whole map.
+    def add_key(self, kind: InterfaceKind, ref: str, key: str, value: str) -> None:
+        """``add_to_other_config``: fails with MAP_DUPLICATE_KEY when the key exists, even with
+        the same value. Never re-sent by the gateway: a lost answer raises XapiUnavailable."""
+        self.call(f"{_cls(kind)}.add_to_other_config", ref, key, value, idempotent=False)
 
-        ``known`` is the map as last read; it saves a remove for keys that were
-        absent. ``add_to_other_config`` fails with MAP_DUPLICATE_KEY even for an
-        identical value, so a key that appeared meanwhile is removed and re-added.
-        """
-        cls = _cls(kind)
-        for map_key, value in changes.items():
-            if value is None:
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-                continue
-            if map_key in known:
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-            try:
-                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
-            except XapiError as exc:
-                if exc.code != "MAP_DUPLICATE_KEY":
-                    raise
-                self.call(f"{cls}.remove_from_other_config", ref, map_key)
-                self.call(f"{cls}.add_to_other_config", ref, map_key, value, idempotent=False)
-        return self.other_config(kind, ref)
+    def remove_key(self, kind: InterfaceKind, ref: str, key: str) -> None:
+        """``remove_from_other_config`` (a no-op for an absent key). Not re-sent either: a first
+        try that lands late, after xenbot re-added the key, would remove xenbot's new value."""
+        self.call(f"{_cls(kind)}.remove_from_other_config", ref, key, idempotent=False)
 
     def check(self) -> str:
         """Log in (following the master) and return the master's URL; raises when unreachable."""
@@ -363,33 +386,46 @@ class PoolGateway:
         """Log in at the master; members answer HOST_IS_SLAVE with the master's address."""
         password = self.settings.secret().get_secret_value()
         tried: list[str] = []
-        candidates = [self._master_url, *[u for u in self._known_urls if u != self._master_url]]
-        last_error = "no address to try"
-        while candidates:
-            url = candidates.pop(0)
-            if url in tried:
-                continue
-            tried.append(url)
-            session = self._new_proxy(url, -1).session
-            try:
-                session.login_with_password(self.settings.username, password, API_VERSION, ORIGINATOR)
-            except XenAPI.Failure as failure:
-                details = list(failure.details)
-                if details and details[0] == "HOST_IS_SLAVE" and len(details) > 1:
-                    candidates.insert(0, url_for_address(url, str(details[1])))
+        with self._lock:
+            known = list(self._known_urls)
+        candidates = [self._master_url, *[u for u in known if u != self._master_url]]
+        answers: dict[str, str] = {}
+        try:
+            while candidates:
+                url = candidates.pop(0)
+                if url in tried:
                     continue
-                if details and details[0] == "SESSION_AUTHENTICATION_FAILED":
-                    raise XapiAuthFailed(self.name, self.settings.username) from None
-                raise XapiError(self.name, "session.login_with_password", details) from None
-            except _CONNECTION_ERRORS as exc:
-                last_error = f"{url}: {_describe(exc)}"
-                continue
-            finally:
-                _close_session(session)
-            self._set_master(url)
-            log.info("logged in to pool %s at %s", self.name, url)
-            return str(session._session)
-        raise XapiUnavailable(self.name, last_error)
+                tried.append(url)
+                session = self._new_proxy(url, -1).session
+                try:
+                    session.login_with_password(self.settings.username, password, API_VERSION, ORIGINATOR)
+                except XenAPI.Failure as failure:
+                    details = list(failure.details)
+                    if details and details[0] == "HOST_IS_SLAVE" and len(details) > 1:
+                        answers[url] = f"HOST_IS_SLAVE {details[1]}"
+                        candidates.insert(0, url_for_address(url, str(details[1])))
+                        continue
+                    if details and details[0] == "SESSION_AUTHENTICATION_FAILED":
+                        answers[url] = "SESSION_AUTHENTICATION_FAILED"
+                        raise XapiAuthFailed(self.name, self.settings.username) from None
+                    # A member in emergency mode (master down) answers this to every call: go on,
+                    # one of the other hosts may have been promoted to master.
+                    answers[url] = " ".join(str(d) for d in details) or "UNKNOWN_ERROR"
+                    continue
+                except _CONNECTION_ERRORS as exc:
+                    answers[url] = _describe(exc)
+                    continue
+                finally:
+                    _close_session(session)
+                answers[url] = "master"
+                self._set_master(url)
+                log.info("logged in to pool %s at %s", self.name, url)
+                return str(session._session)
+        finally:
+            self.host_answers = answers
+        described = "; ".join(f"{url} {answer}" for url, answer in answers.items()) or "no address to try"
+        # No session: no call was sent.
+        raise XapiUnavailable(self.name, f"no host answered as master: {described}", unsent=True)
 
     def _follow_master(self, address: str) -> None:
         new_url = url_for_address(self._master_url, address) if address else self.settings.url

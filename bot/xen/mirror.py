@@ -51,3 +51,21 @@ class RecordMirror:
                 self.records[cls][ref] = event["snapshot"]
         self.token = str(result.get("token", ""))
         return changed
+
+    def stale_classes(self, result: Mapping[str, Any]) -> list[str]:
+        """Classes whose live count (``valid_ref_counts``) differs from the records held.
+
+        XAPI's ``event.from`` never says it lost events: each table remembers only its last
+        256 to 512 deletions, in memory (a xapi restart forgets them all), and older ``del`` events
+        are silently skipped (XA ``ocaml/database/db_cache_types.ml``). XAPI's own advice is to
+        compare ``valid_ref_counts`` with what the client holds (``ocaml/xapi/message_forwarding.ml``);
+        a class that disagrees is read again, or its deleted VMs and VIFs would linger forever."""
+        counts = result.get("valid_ref_counts")
+        if not isinstance(counts, Mapping):
+            return []
+        stale = []
+        for cls in INVENTORY_CLASSES:
+            live = counts.get(cls.lower())
+            if live is not None and int(live) != len(self.records[cls]):
+                stale.append(cls)
+        return stale

@@ -223,7 +223,7 @@ def test_evidence_table_is_compact_and_true_to_the_evidence():
         "0: all default (on) → in effect; "
         "1: tx off, sg off, others default (on) → pending activation: not in effect yet"
     )
-    assert table["PIF offload on xcp-host1"] == "eth0: all default (on) → in effect"
+    assert table["PIF offload on xcp-host1"] == "eth0: all default (on; lro off) → in effect"
     assert table["Alert Rx/Tx"] == "Rx 1520, Tx 1520 packets on Local Area Connection 2"
     assert table["Rx = Tx?"] == "yes"
     assert dict(Evidence().table())["Rx = Tx?"] == "unknown"
@@ -283,12 +283,14 @@ def test_evidence_for_reads_inventory_alert_and_pending():
     assert (d.verdict, d.confidence) == ("benign-driver-artifact", "high")
 
 
-def test_evidence_for_a_running_vm_without_guest_metrics_says_no_pv_drivers():
+def test_no_guest_metrics_on_a_running_vm_is_unknown_not_no_pv_drivers():
+    """Every VM.start sets VM.guest_metrics to NULL until the agent reports again (xapi_vm.ml)."""
     host = Host("OpaqueRef:h", "h-uuid", "xcp-host1", "xcp-host1", "10.0.0.1")
     running = Vm("OpaqueRef:v", "v-uuid", "old-vm", "Running", host.ref, host.name, None, ())
     halted = Vm("OpaqueRef:w", "w-uuid", "off-vm", "Halted", None, "", None, ())
     inventory = PoolInventory("prod", host, {host.ref: host}, {}, {}, {}, {})
-    assert evidence_for(inventory, running).pv_drivers_detected is False
+    assert evidence_for(inventory, running).pv_drivers_detected is None
+    assert "has not reported since the VM started" in dict(evidence_for(inventory, running).table())["PV drivers"]
     assert evidence_for(inventory, halted).pv_drivers_detected is None
 
 

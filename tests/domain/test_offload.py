@@ -3,7 +3,16 @@ from types import MappingProxyType
 import pytest
 
 from bot.domain.model import Vif
-from bot.domain.offload import ModeError, Setting, configured, parse_modes, parse_value, summarise
+from bot.domain.offload import (
+    ModeError,
+    Setting,
+    configured,
+    is_effective,
+    parse_modes,
+    parse_value,
+    same_effect,
+    summarise,
+)
 
 
 @pytest.mark.parametrize(
@@ -12,7 +21,9 @@ from bot.domain.offload import ModeError, Setting, configured, parse_modes, pars
         (None, Setting.DEFAULT),
         ("on", Setting.ON),
         ("true", Setting.ON),
-        ("TRUE", Setting.ON),
+        ("TRUE", Setting.IGNORED),  # vif-real's `case` and nm.ml's match are case-sensitive
+        (" Off", Setting.IGNORED),
+        ("off ", Setting.IGNORED),
         ("off", Setting.OFF),
         ("false", Setting.OFF),
         ("disabled", Setting.IGNORED),
@@ -58,3 +69,25 @@ def test_summary_counts_and_outliers():
     assert summary.counts["tx"] == {Setting.DEFAULT: 2, Setting.OFF: 1}
     assert summary.usual["tx"] is Setting.DEFAULT
     assert [v.uuid for v in summary.outliers] == ["u2"]
+
+
+def test_values_dom0_reads_the_same_are_the_same():
+    assert same_effect("true", "on") and same_effect("false", "off")
+    assert same_effect(None, " Off") and same_effect("TRUE", None)  # ignored = default
+    assert not same_effect("off", " Off") and not same_effect("on", "off")
+
+
+def test_pif_lro_defaults_to_off_network_interface_ml():
+    """networkd adds ``lro off`` for a PIF key not given (xapi-idl network_interface.ml)."""
+    assert is_effective(Setting.DEFAULT, "pif", "lro") is False
+    assert is_effective(Setting.IGNORED, "pif", "lro") is False
+    assert is_effective(Setting.ON, "pif", "lro") is True
+    assert is_effective(Setting.DEFAULT, "pif", "gro") is True
+    assert is_effective(Setting.DEFAULT, "vif", "tx") is True
+
+
+def test_an_ignored_value_is_not_an_outlier():
+    vifs = [_vif(0, {}), _vif(1, {}), _vif(2, {"ethtool-tx": "TRUE"})]
+    summary = summarise(vifs)
+    assert summary.counts["tx"] == {Setting.DEFAULT: 2, Setting.IGNORED: 1}
+    assert summary.outliers == ()

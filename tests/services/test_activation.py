@@ -263,27 +263,34 @@ def test_a_lost_answer_on_a_plug_of_an_attached_pif_is_not_success(fragile, edge
 
 
 # ----------------------------------------------------------------------------------- item 7
-def test_an_hvm_guest_without_pv_drivers_gets_no_power_cycle_and_is_never_shown_in_effect(sim, demo):
-    """Issue 13 item 7 / issue 14 item 1: clean_shutdown would be VM_LACKS_FEATURE, and the
-    keys never reach the emulated NIC (vif-real applies them to TYPE=vif only)."""
-    services, _ = demo
-    change = applied(services, Scope("vm", "win2012r2-nopv"))
+def test_an_hvm_guest_without_pv_drivers_gets_no_power_cycle_and_is_never_shown_in_effect(fragile, edge):
+    """Issue 13 item 7 / issue 14 item 1: the keys never reach the emulated NIC (vif-real applies
+    them to TYPE=vif only), so no activation is planned or offered and nothing says "in effect"."""
+    services, _ = edge
+    change = applied(services, Scope("vm", "hvm-features"))  # agent reports no PV drivers
     [item] = plan_of(services, change)["interfaces"]
     assert item["activation"] == "no-device"
     with pytest.raises(ChangeError, match="no PV drivers"):
         services.changes.request_activation(REQUESTER, "C123", change)
-    assert "VM.clean_shutdown" not in sim.call_counts()
-    vifs = services.inspection.vifs("win2012r2-nopv", None)
-    listing = str(render_vifs(vifs, "/xen vifs win2012r2-nopv").blocks)
+    vifs = services.inspection.vifs("hvm-features", None)
+    listing = str(render_vifs(vifs, "/xen vifs hvm-features").blocks)
     assert "no (emulated)" in listing and " yes\\n" not in listing
-    status = services.inspection.offload_status("vm", "win2012r2-nopv")
+    status = services.inspection.offload_status("vm", "hvm-features")
     assert status.no_device == 1
     assert "none of these settings is in effect" in str(render_offload_status(status, "x").blocks)
     inventory = services.gateways.get("demo").inventory()
-    vm = next(v for v in inventory.vms.values() if v.name == "win2012r2-nopv")
+    vm = next(v for v in inventory.vms.values() if v.name == "hvm-features")
     evidence = evidence_for(inventory, vm)
     assert evidence.vifs[0].effective("tx") is None
     assert "no device honours it" in str(evidence.table())
+    # No guest metrics at all (no agent, or not reported since the start): XAPI would answer
+    # VM_LACKS_FEATURE to a clean shutdown; it is never planned either.
+    change = applied(services, Scope("vm", "hvm-nopv"))
+    [item] = plan_of(services, change)["interfaces"]
+    assert item["activation"] == "agent-unknown"
+    with pytest.raises(ChangeError, match="agent reports"):
+        services.changes.request_activation(REQUESTER, "C123", change)
+    assert "VM.clean_shutdown" not in fragile.call_counts()
 
 
 # ----------------------------------------------------------------------------------- item 8

@@ -100,18 +100,35 @@ def test_injected_failures_surface_with_their_code(sim, gateway):
         gateway.other_config("vif", vif.ref)
 
 
-def test_write_keeps_other_keys_and_copes_with_duplicate_keys(sim, gateway):
+def test_key_writes_keep_other_keys_and_never_overwrite_a_key_someone_else_added(sim, gateway):
+    """add_key is add_to_other_config and nothing more: a key that appeared meanwhile answers
+    MAP_DUPLICATE_KEY (even for the same value, as xapi's db_actions ``add_to_map`` does), and the
+    caller decides; the gateway used to remove and re-add it, overwriting a colleague's value."""
     inventory = gateway.inventory()
     vif = next(v for v in inventory.vifs.values() if v.vm_name == "win7-kiosk")
     gateway.call("VIF.add_to_other_config", vif.ref, "mac_seed", "keep-me")
-    known = gateway.other_config("vif", vif.ref)
-    # Someone adds ethtool-rx behind our back: our add hits MAP_DUPLICATE_KEY and must recover.
-    gateway.call("VIF.add_to_other_config", vif.ref, "ethtool-rx", "on")
-    after = gateway.write_other_config("vif", vif.ref, {"ethtool-rx": "off", "ethtool-tx": "off"}, known)
-    assert after["ethtool-rx"] == "off" and after["ethtool-tx"] == "off"
-    assert after["mac_seed"] == "keep-me"
-    after = gateway.write_other_config("vif", vif.ref, {"ethtool-rx": None}, after)
-    assert "ethtool-rx" not in after and after["mac_seed"] == "keep-me"
+    gateway.call("VIF.add_to_other_config", vif.ref, "ethtool-rx", "on")  # someone else's
+    with pytest.raises(XapiError) as duplicate:
+        gateway.add_key("vif", vif.ref, "ethtool-rx", "off")
+    assert duplicate.value.code == "MAP_DUPLICATE_KEY"
+    gateway.add_key("vif", vif.ref, "ethtool-tso", "off")
+    after = gateway.other_config("vif", vif.ref)
+    assert after["ethtool-rx"] == "on" and after["ethtool-tso"] == "off" and after["mac_seed"] == "keep-me"
+    gateway.remove_key("vif", vif.ref, "ethtool-tso")
+    gateway.remove_key("vif", vif.ref, "ethtool-tso")  # absent: a no-op, as in xapi
+    after = gateway.other_config("vif", vif.ref)
+    assert "ethtool-tso" not in after and after["mac_seed"] == "keep-me"
+
+
+def test_a_key_write_whose_answer_is_lost_is_not_sent_again(sim, gateway):
+    vif = next(v for v in gateway.inventory().vifs.values() if v.vm_name == "win7-kiosk")
+    sim.reset_call_counts()
+    sim.faults.drop("VIF.add_to_other_config", after_execute=True, times=1)
+    with pytest.raises(XapiUnavailable) as lost:
+        gateway.add_key("vif", vif.ref, "ethtool-sg", "off")
+    assert not lost.value.unsent  # it may have run: the caller must look, not re-send
+    assert sim.call_counts()["VIF.add_to_other_config"] == 1
+    assert gateway.other_config("vif", vif.ref)["ethtool-sg"] == "off"
 
 
 def test_parallel_calls_share_one_session_within_the_concurrency_bound(sim, gateway):

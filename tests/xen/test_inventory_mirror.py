@@ -84,10 +84,10 @@ def test_max_age_spares_even_the_event_call(sim, gateway):
     assert sim.call_counts() == {}
 
 
-def test_lost_events_mean_one_full_read_then_incremental_again(sim, gateway, other_tool):
+def test_an_event_error_means_one_full_read_then_incremental_again(sim, gateway, other_tool):
     vif = vif_of(gateway, "win7-kiosk")
     other_tool.VIF.add_to_other_config(vif.ref, "ethtool-rx", "off")
-    sim.pool.forget_events()  # as after a long outage: our token is too old
+    sim.faults.fail("event.from", "EVENT_FROM_TOKEN_PARSE_FAILURE", ["?"], times=1)
     sim.reset_call_counts()
 
     assert gateway.inventory().vifs[vif.ref].other_config["ethtool-rx"] == "off"
@@ -97,6 +97,23 @@ def test_lost_events_mean_one_full_read_then_incremental_again(sim, gateway, oth
     other_tool.VIF.remove_from_other_config(vif.ref, "ethtool-rx")
     assert "ethtool-rx" not in gateway.inventory().vifs[vif.ref].other_config
     assert full_reads(sim) == 0
+
+
+def test_deletions_xapi_forgot_are_found_by_valid_ref_counts(sim, gateway):
+    """XAPI's event.from skips deletions older than each table's last 256-512, and a xapi restart
+    forgets them all, without EVENTS_LOST (ocaml/database/db_cache_types.ml); clients compare
+    valid_ref_counts with what they hold (ocaml/xapi/message_forwarding.ml)."""
+    inventory = gateway.inventory()
+    vm = next(v for v in inventory.vms.values() if v.name == "win7-kiosk")
+    vif_refs = set(vm.vif_refs)
+    sim.pool.destroy_object(vm.ref)
+    sim.pool.forget_events()  # as a xapi restart: the deletions are gone from memory
+    sim.reset_call_counts()
+    inventory = gateway.inventory()
+    assert vm.ref not in inventory.vms and not vif_refs & set(inventory.vifs)
+    # Only the classes whose counts disagree are read again, not the whole pool.
+    reads = {m for m in sim.call_counts() if m.endswith(".get_all_records")}
+    assert reads and reads <= {"VM.get_all_records", "VIF.get_all_records", "VM_guest_metrics.get_all_records"}
 
 
 def test_a_new_master_means_a_full_read(sim, gateway):

@@ -161,6 +161,13 @@ class Dispatcher:
         self._cancelled: set[str] = set()
         self._register_class_messages()
         self._register_special_messages()
+        from bot.xen.sim.emergency import Emergency  # a member in emergency mode (emergency.py)
+
+        self.emergency = Emergency(self)
+        self.emergency.register()
+        from bot.xen.sim import lifecycle  # VIF.create/destroy, VM.clone/copy/destroy (lifecycle.py)
+
+        lifecycle.register(self)
 
     # ------------------------------------------------------------------ public
     def message_names(self) -> list[str]:
@@ -169,6 +176,7 @@ class Dispatcher:
 
     def call(self, host: str, method: str, params: tuple[Any, ...]) -> Any:
         """Execute ``method`` as received by ``host``; return the wire value or raise XapiError."""
+        self.emergency.check(host, method)
         is_async = method.startswith("Async.")
         msg = self._messages.get(method[len("Async.") :] if is_async else method)
         if msg is None or (is_async and not msg.asyncable):

@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help="password of user root (default xenroot)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every XAPI call")
     parser.add_argument("--seed", type=int, default=0, help="seed for generated ids, MACs and fault draws")
+    parser.add_argument("--guest-agent-delay-ms", type=float, default=5000.0,
+                        help="after VM.start, how long VM.guest_metrics stays NULL until the guest agent "
+                        "reports again, as on a real pool (default 5000; -1 = never)")
     parser.set_defaults(func=run)
 
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             password=args.password,
             latency_ms=args.latency_ms,
             seed=args.seed,
+            guest_agent_delay_ms=None if args.guest_agent_delay_ms < 0 else args.guest_agent_delay_ms,
         )
     except (FixtureError, OSError) as exc:
         print(f"xenbot-sim: {exc}", file=sys.stderr)

@@ -15,8 +15,12 @@ reach a device when dom0 (re)creates or (re)configures it:
   (also on an already-plugged PIF — that is how a change is applied),
   ``PIF.reconfigure_ip``, ``PIF.set_property``, and host start. A key that is
   *absent* is simply not applied, so a physical NIC keeps whatever it was last set
-  to until the host restarts. (XA ``ocaml/xapi/nm.ml`` ``determine_ethtool_settings``,
-  ``create_bond``; ``ocaml/xapi/xapi_pif.ml`` ``set_property``/``plug``)
+  to until the host restarts — except ``lro``: networkd adds ``lro off`` to every
+  interface it configures unless ``ethtool-lro`` is given, so a PIF's lro default is
+  *off*. (XA ``ocaml/xapi/nm.ml`` ``determine_ethtool_settings``, ``create_bond``;
+  ``ocaml/xapi/xapi_pif.ml`` ``set_property``/``plug``;
+  ``ocaml/networkd/bin/network_server.ml`` ``set_ethtool_offload``;
+  ``ocaml/xapi-idl/network/network_interface.ml`` ``default_interface``)
 * **Bonds** (Open vSwitch backend, the XCP-ng/XenServer default): plugging the bond
   master configures each *slave* NIC from the slave's own ``other_config`` (with
   the master's ``properties`` as fallback). Under OVS the bond itself is not a
@@ -36,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bot.xen.sim import errors
+from bot.xen.sim.agent import GuestAgent
 from bot.xen.sim.errors import XapiError
 from bot.xen.sim.schema import NULL_REF
 from bot.xen.sim.store import Obj, Store
@@ -43,6 +48,8 @@ from bot.xen.sim.store import Obj, Store
 VIF_OFFLOAD_KEYS = ("rx", "tx", "sg", "tso", "ufo", "gso")
 PIF_OFFLOAD_KEYS = ("rx", "tx", "sg", "tso", "ufo", "gso", "gro", "lro")
 DRIVER_DEFAULT = "on"
+# networkd's default_interface.ethtool_offload (XA ocaml/xapi-idl/network/network_interface.ml).
+NETWORKD_OFFLOAD_DEFAULTS = {"lro": "off"}
 PIF_PROPERTY_VALUES = {"gro": ("on", "off")}
 
 # VM operation -> power states it is allowed from, in XAPI's order
@@ -98,6 +105,7 @@ class Pool(Store):
         self._vif_effective: dict[str, dict[str, str]] = {}
         self._nic_state: dict[str, dict[str, str]] = {}
         self._domids = itertools.count(1)
+        self.agent = GuestAgent(self)  # guest metrics vanish at VM.start (bot/xen/sim/agent.py)
 
     # ================================================================ lookups
     @property
@@ -520,6 +528,7 @@ class Pool(Store):
             if obj is None:
                 raise KeyError(ref)
             if obj.cls == "VM":
+                self.agent.forget(ref)
                 for vif in list(obj.fields["VIFs"]):
                     self.destroy_object(vif)
                 gm = obj.fields["guest_metrics"]
@@ -579,7 +588,8 @@ class Pool(Store):
 
     def _apply_nic(self, pif: Obj, settings: Mapping[str, str]) -> None:
         state = self._nic_state.setdefault(pif.ref, dict.fromkeys(PIF_OFFLOAD_KEYS, DRIVER_DEFAULT))
-        state.update(settings)
+        # network_server.ml set_ethtool_offload: defaults (lro off) are added for keys not given.
+        state.update({**NETWORKD_OFFLOAD_DEFAULTS, **settings})
 
     def _configure_device(self, pif: Obj) -> None:
         """networkd's view of ``create_bridges``: (re)apply ethtool settings below ``pif``."""
@@ -698,6 +708,10 @@ class Pool(Store):
             self._detach_vif(vif)
             self._refresh_vif_ops(self.get(vif.fields["VM"], "VM"))
 
+    def refresh_vif_ops(self, vm: Obj) -> None:
+        """Recompute the VM's VIFs' allowed_operations (after its guest metrics changed)."""
+        self._refresh_vif_ops(vm)
+
     def _refresh_vif_ops(self, vm: Obj) -> None:
         for ref in vm.fields["VIFs"]:
             vif = self.find(ref)
@@ -783,6 +797,7 @@ class Pool(Store):
             self._boot_vifs(vm, host_ref)
             self._refresh_vm_ops(vm)
             self._refresh_vif_ops(vm)
+            self.agent.on_start(vm)
 
     def vm_shutdown(self, ref: str, hard: bool = False) -> None:
         """``VM.clean_shutdown`` / ``hard_shutdown``: VIFs detached, no device state left."""
@@ -820,6 +835,10 @@ class Pool(Store):
             return affinity.ref
         hosts = [h for h in self.all("host") if h.fields["enabled"]]
         return min(hosts, key=lambda h: len(h.fields["resident_VMs"])).ref
+
+    def refresh_vm_ops(self, vm: Obj) -> None:
+        """Recompute the VM's allowed_operations (after a clone created it)."""
+        self._refresh_vm_ops(vm)
 
     def _refresh_vm_ops(self, vm: Obj) -> None:
         allowed = [op for op in VM_OP_POWER_STATES if self.vm_error(vm, op) is None]

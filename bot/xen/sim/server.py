@@ -239,6 +239,8 @@ class XapiServer:
         if method.startswith("sim."):
             return self._respond_sim(method, params)
         self.counts.add(method)
+        if self.dispatcher.emergency.is_down(endpoint.host_ref):
+            return None  # a host that is down answers nothing (sim.stop_master)
         plan = self.faults.plan(method)
         if plan.hang is not None:
             while not plan.hang.wait(0.05):

@@ -59,6 +59,10 @@ class Simulator:
             "sim.forget_events": self.pool.forget_events,
             "sim.start_of_day": self.pool.start_of_day,
             "sim.set_task_delay": self.set_task_delay,
+            "sim.set_guest_agent_delay": self.set_guest_agent_delay,
+            "sim.stop_master": self.stop_master,
+            "sim.set_emergency_error": self.set_emergency_error,
+            "sim.start_host": self.start_host,
         }
 
     # ---------------------------------------------------------------- start
@@ -76,15 +80,19 @@ class Simulator:
         task_delay_ms: float = 50.0,
         event_batch_ms: float = 50.0,
         network_backend: str = "openvswitch",
+        guest_agent_delay_ms: float | None = 0.0,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
         ``fixture`` is ``"demo"``, ``"scale:N"``, a path to a YAML/JSON file, or an
         already-parsed dict. ``port=0`` picks a free port. ``task_delay_ms`` is how
         long an ``Async.`` task stays ``pending``; ``event_batch_ms`` is the pause
-        after a wake-up before ``event.from`` answers (XAPI uses 50 ms).
+        after a wake-up before ``event.from`` answers (XAPI uses 50 ms). ``guest_agent_delay_ms``
+        is how long after ``VM.start`` the guest agent reports again (``VM.guest_metrics`` is
+        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never.
         """
         pool = build_pool(load_fixture(fixture), seed=seed, network_backend=network_backend)
+        pool.agent.delay = None if guest_agent_delay_ms is None else guest_agent_delay_ms / 1000.0
         pool.event_batch_delay = event_batch_ms / 1000.0
         dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
         faults = Faults(seed=seed)
@@ -105,6 +113,7 @@ class Simulator:
         if self._stopped:
             return
         self._stopped = True
+        self.pool.agent.close()
         self.pool.close()
         self.server.stop()
 
@@ -196,6 +205,21 @@ class Simulator:
         if not keep_sessions:
             self.dispatcher.expire_sessions()
 
+    def stop_master(self, member_error: list[str] | None = None) -> str:
+        """The master stops answering (connections dropped unanswered) and every member enters
+        emergency mode, answering every call with ``member_error`` (default ``INTERNAL_ERROR``, as
+        when the master refuses connections) — see bot/xen/sim/emergency.py. Returns its name."""
+        ref = self.dispatcher.emergency.stop_master(member_error)
+        return str(self.pool.fields(ref)["name_label"])
+
+    def set_emergency_error(self, host: str, error: list[str]) -> None:
+        """What one member in emergency mode answers, e.g. ``["HOST_STILL_BOOTING"]``."""
+        self.dispatcher.emergency.set_error(self.pool.host(host), error)
+
+    def start_host(self, host: str) -> None:
+        """A host stopped by ``stop_master`` answers again."""
+        self.dispatcher.emergency.start_host(self.pool.host(host))
+
     def set_latency(self, ms: float) -> None:
         """Global latency added to every XAPI call (not to ``sim.*``)."""
         self.server.latency_s = float(ms) / 1000.0
@@ -203,6 +227,10 @@ class Simulator:
     def set_task_delay(self, ms: float) -> None:
         """How long ``Async.`` tasks stay pending before they run."""
         self.dispatcher.task_delay = float(ms) / 1000.0
+
+    def set_guest_agent_delay(self, ms: float | None) -> None:
+        """How long after ``VM.start`` guest agents report again (``None``/negative: never)."""
+        self.pool.agent.delay = None if ms is None or float(ms) < 0 else float(ms) / 1000.0
 
     def clear_faults(self) -> None:
         """Remove all fault rules, release hung calls, reset the global latency to 0."""

@@ -32,6 +32,13 @@ from bot.xen.sim import errors
 from bot.xen.sim.errors import XapiError
 from bot.xen.sim.schema import NULL_REF, ONE_TO_ONE, RELATIONS, SCHEMA, ClassSpec, Field, Kind, to_wire
 
+# Each table remembers its recent deletions in a bounded queue: once it would reach 512 it is cut
+# back to the newest 256 plus the new one. Older deletions are skipped without any error, and the
+# queue lives in memory only, so a xapi restart forgets every deletion
+# (XA ocaml/database/db_cache_types.ml Table.remove, upper/lower_length_deleted_queue).
+DELETED_QUEUE_UPPER = 512
+DELETED_QUEUE_LOWER = 256
+
 # XAPI's own event.from leaves the per-event timestamp at "0.0"
 # (XA ocaml/xapi/xapi_event.ml, from_inner: ts="0.0"); clients must not rely on it.
 EVENT_TIMESTAMP = "0.0"
@@ -130,7 +137,7 @@ def _str(value: Any) -> str:
 class Store:
     """Thread-safe object database with XAPI-style generations and tombstones."""
 
-    def __init__(self, *, seed: int = 0, event_retention: int = 10_000) -> None:
+    def __init__(self, *, seed: int = 0, event_retention: int = DELETED_QUEUE_UPPER) -> None:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.event_batch_delay = 0.05  # XAPI sleeps 50 ms after a wake-up to batch events
@@ -140,9 +147,8 @@ class Store:
         self._by_uuid: dict[tuple[str, str], str] = {}
         self._generation = 0
         self._recent: OrderedDict[str, int] = OrderedDict()  # ref -> last change, oldest first
-        self._tombstones: deque[Tombstone] = deque()
-        self._event_retention = event_retention
-        self._forgotten = 0  # deletions at or below this generation are no longer known
+        self._tombstones: dict[str, deque[Tombstone]] = {name: deque() for name in SCHEMA}
+        self._event_retention = event_retention  # the per-table upper bound (512 in XAPI)
         self._closed = False
         self._children: dict[str, list[tuple[str, str, str]]] = {}
         for child, fld, parent, pfld in RELATIONS:
@@ -278,10 +284,19 @@ class Store:
             for fld_name, parent_cls, pfld in self._one_to_one.get(obj.cls, []):
                 self._set_single(parent_cls, obj.fields[fld_name], pfld, NULL_REF)
             self._generation += 1
-            self._tombstones.append(Tombstone(ref, obj.cls, obj.created, self._generation))
-            while len(self._tombstones) > self._event_retention:
-                self._forgotten = max(self._forgotten, self._tombstones.popleft().deleted)
+            self._remember_deletion(Tombstone(ref, obj.cls, obj.created, self._generation))
             self.changed.notify_all()
+
+    def _remember_deletion(self, tomb: Tombstone) -> None:
+        """db_cache_types.ml ``Table.remove``: below the upper bound the deletion is added; at it,
+        the queue is cut to the newest ``lower`` ones plus this one. Nobody is told."""
+        queue = self._tombstones[tomb.cls]
+        upper = self._event_retention
+        lower = min(DELETED_QUEUE_LOWER, upper // 2)
+        if len(queue) + 1 >= upper:
+            while len(queue) > lower:
+                queue.popleft()
+        queue.append(tomb)
 
     # Map edits with XAPI's exact semantics (XA ocaml/database/db_cache_types.ml).
     def map_add(self, obj: Obj, field: str, key: str, value: str) -> None:
@@ -331,8 +346,8 @@ class Store:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             with self.lock:
-                if since and since < self._forgotten:
-                    raise XapiError(errors.EVENTS_LOST, [])
+                # No EVENTS_LOST: XAPI's event.from never raises it (only the old event.next did);
+                # forgotten deletions are just missing. Clients compare valid_ref_counts.
                 events, last = self._collect(subs, since)
                 if events or self._closed or time.monotonic() >= deadline:
                     # As XAPI: the token is the newest generation among the *subscribed* objects
@@ -367,18 +382,20 @@ class Store:
             return format_token(before)
 
     def forget_events(self) -> None:
-        """Drop every tombstone, so older tokens get ``EVENTS_LOST`` (as after a long outage)."""
+        """Forget every deletion, as a xapi restart does (the queues are in memory only): tokens
+        still work, and deleted objects are simply never reported as ``del``."""
         with self.lock:
-            self._tombstones.clear()
-            self._forgotten = self._generation
+            for queue in self._tombstones.values():
+                queue.clear()
             self.changed.notify_all()
 
     def set_event_retention(self, count: int) -> None:
-        """Keep at most ``count`` tombstones; older deletions become ``EVENTS_LOST``."""
+        """Make each table's deletion queue bound ``count`` instead of 512 (cut to ``count // 2``)."""
         with self.lock:
-            self._event_retention = count
-            while len(self._tombstones) > count:
-                self._forgotten = max(self._forgotten, self._tombstones.popleft().deleted)
+            self._event_retention = max(2, int(count))
+            for queue in self._tombstones.values():
+                while len(queue) >= self._event_retention:
+                    queue.popleft()
 
     def close(self) -> None:
         """Wake every long-poller so a stopping server does not wait for their timeouts."""
@@ -425,13 +442,14 @@ class Store:
                     found.append((obj.created, "add", obj.cls, ref, obj))
                 else:
                     found.append((gen, "mod", obj.cls, ref, obj))
-        for tomb in reversed(self._tombstones):
-            if tomb.deleted <= since:
-                break
-            if _matches(subs, tomb.cls, tomb.ref):
-                last = max(last, tomb.deleted)
-            if tomb.created <= since and _matches(subs, tomb.cls, tomb.ref):
-                found.append((tomb.deleted, "del", tomb.cls, tomb.ref, None))
+        for queue in self._tombstones.values():
+            for tomb in reversed(queue):
+                if tomb.deleted <= since:
+                    break
+                if _matches(subs, tomb.cls, tomb.ref):
+                    last = max(last, tomb.deleted)
+                if tomb.created <= since and _matches(subs, tomb.cls, tomb.ref):
+                    found.append((tomb.deleted, "del", tomb.cls, tomb.ref, None))
         found.sort(key=lambda item: item[0])
         events: list[dict[str, Any]] = []
         for gen, op, cls, ref, row in found:
