@@ -12,17 +12,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED
 from bot.domain.approvals import State
 from bot.domain.changes import ACTIVATION_TEXT, AUTOMATIC_ACTIVATIONS, NOTHING_TO_ACTIVATE, Plan
 from bot.domain.outcomes import STATUS_LABEL, Status
 from bot.domain.slack_text import escape
 from bot.render.blocks import Block, Reply, actions, button, code_sections, context, fit, section, table_lines
 from bot.render.ids import Action
+from bot.render.stranded import stranded_blocks, stranded_headline
 
 ACTIVATION_WARNING = (
     ":warning: Activation interrupts traffic: VIFs are unplugged and plugged again, VMs without "
-    "PV hotplug are shut down and started, PIFs are re-plugged."
+    "PV hotplug are shut down and started, PIFs are re-plugged. A start or plug that fails is tried "
+    "again; anything still left off is paged here with a way back."
 )
+REPAIR_NOTE = ":rotating_light: Puts back what an activation left off. Approve soon: the guest is without it."
 
 _STATE_ICON = {
     State.PENDING: ":hourglass_flowing_sand:",
@@ -58,6 +62,10 @@ def _value(v: str | None) -> str:
 
 
 def title(request: RequestLike) -> str:
+    if request.kind == "start-vm":
+        return f"Start VM {request.scope_label} left off by activation #{request.parent_id} (pool {request.pool})"
+    if request.kind == "plug-vif":
+        return f"Plug VIF {request.scope_label} left unplugged by activation #{request.parent_id} (pool {request.pool})"
     if request.kind == "activate":
         what = f"Activate change #{request.parent_id}"
     elif request.kind == "revert":
@@ -117,10 +125,17 @@ def request_posted(request: RequestLike, plan: Plan) -> Reply:
 
 
 def approval_message(
-    request: RequestLike, plan: Plan, approvers: Sequence[str], required: int, note: str | None = None
+    request: RequestLike,
+    plan: Plan,
+    approvers: Sequence[str],
+    required: int,
+    note: str | None = None,
+    stranded: Sequence[str] = (),
 ) -> Reply:
+    """The card; ``stranded`` (errors of VMs/VIFs an activation left off) goes on top, loudly."""
     state = State(request.state)
     head = f"{_STATE_ICON.get(state, '')} *Change #{request.id}: {escape(title(request))}* — {state.label}"
+    alarm = stranded_blocks(request, stranded, approvers) if stranded else []
     meta = f"Requested by <@{request.requester}>"
     if request.reason:
         meta += f" · reason: {escape(request.reason)}"
@@ -128,7 +143,7 @@ def approval_message(
         meta += " · approved by " + ", ".join(f"<@{a}>" for a in approvers)
     if state is State.PENDING:
         meta += f" · needs {max(required - len(approvers), 0)} more approval(s)"
-    blocks: list[Block] = [section(head), context(meta)]
+    blocks: list[Block] = [*alarm, section(head), context(meta)]
     if note:
         blocks.append(section(escape(note) if not note.startswith(":") else note))
     blocks.append(section(totals(plan)))
@@ -148,6 +163,8 @@ def approval_message(
             )
         )
     text = f"Change #{request.id}: {title(request)} — {state.label}"
+    if stranded:
+        text = f"{stranded_headline(stranded)} — {text}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False), "\n".join(lines) + "\n", f"change-{request.id}.txt")
 
 
@@ -349,7 +366,7 @@ def apply_summary(
     if pending:
         blocks.append(context(f"{sum(pending.values())} interface(s) show *pending activation* until then."))
     elif waiting:
-        blocks.append(context("Nothing to do now: halted VMs pick the setting up when they next start."))
+        blocks.append(context("Nothing xenbot can activate now (see *To take effect*)."))
     text = f"Change #{request.id} {final.label}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
@@ -362,10 +379,16 @@ def activation_summary(
         f"{counts.get('activated', 0)} interfaces now run with their configured offload settings"
         + (f", {len(failures)} failed" if failures else "")
     )
+    stranded = list(dict.fromkeys(e for _l, e in failures if e.startswith((LEFT_OFF, LEFT_UNPLUGGED))))
     blocks: list[Block] = [section(head)]
+    if stranded:
+        blocks = [*stranded_blocks(request, stranded, ())[:1], *blocks]
     if failures:
         blocks += code_sections(table_lines(("INTERFACE", "ERROR"), failures))
-    return fit(Reply(text=f"Activation #{request.id} {final.label}", blocks=blocks, ephemeral=False))
+    text = f"Activation #{request.id} {final.label}"
+    if stranded:
+        text = f"{stranded_headline(stranded)} — {text}"
+    return fit(Reply(text=text, blocks=blocks, ephemeral=False))
 
 
 def change_list(rows: Sequence[tuple[Any, Sequence[str]]]) -> Reply:

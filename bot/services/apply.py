@@ -37,10 +37,10 @@ from bot.db import audit
 from bot.db.models import ChangeRequest, ChangeResult
 from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
-from bot.domain.changes import InterfacePlan, Plan
+from bot.domain.changes import ACTIVATION_KINDS, InterfacePlan, Plan
 from bot.domain.outcomes import FAILURES, SUCCESSES, WRITTEN
 from bot.render import changes as render
-from bot.services.activate import activate
+from bot.services.activate import activate, resume_activation
 from bot.services.apply_execute import apply_interfaces
 from bot.services.apply_recover import resume
 from bot.services.apply_results import ClaimLost, Outcome, store_results
@@ -112,7 +112,7 @@ class ApplyService:
             request = session.get(ChangeRequest, request_id)
         if request is None or request.state != State.APPROVED:
             return None
-        if request.kind == "activate":
+        if request.kind in ACTIVATION_KINDS:  # activate, and the start-vm / plug-vif that put back what it left
             return self._activate(request, actor)
         if request.kind in self.finishers:
             if not self._claim(request, (State.APPROVED,), actor):
@@ -325,7 +325,7 @@ class ApplyService:
                 ).one()
             request.message_channel, request.message_ts = card.message_channel, card.message_ts
             self.changes.refresh_message(request.id)
-            if request.kind == "activate":
+            if request.kind in ACTIVATION_KINDS:
                 reply = render.activation_summary(request, final, counts, failures)
             else:
                 reply = render.apply_summary(request, final, counts, failures, activation)
@@ -397,6 +397,8 @@ class ApplyService:
         return apply_interfaces(self, request, interfaces, resumed=resumed)
 
     def _resume(self, request: ChangeRequest) -> State | None:
+        if request.kind in ACTIVATION_KINDS:  # no writes to re-read: a half-done replug or power cycle
+            return resume_activation(self, request)
         return resume(self, request)
 
     def _activate(self, request: ChangeRequest, actor: str) -> State | None:

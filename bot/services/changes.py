@@ -24,6 +24,7 @@ from bot.db import audit
 from bot.db.models import ChangeApproval, ChangeRequest, ChangeResult, PendingActivation
 from bot.domain import names
 from bot.domain.access import AccessPolicy, MembersOf
+from bot.domain.activation import LEFT_OFF, LEFT_UNPLUGGED, stranded_errors
 from bot.domain.approvals import (
     ApprovalCheck,
     State,
@@ -33,15 +34,15 @@ from bot.domain.approvals import (
     outcome,
 )
 from bot.domain.changes import (
+    ACTIVATION_KINDS,
     ACTIVATION_TEXT,
-    AUTOMATIC_ACTIVATIONS,
     ChangeAction,
-    InterfacePlan,
     Plan,
     ScopeKind,
-    activation_for,
     interfaces_in_scope,
+    plan_activation,
     plan_change,
+    plan_repair,
     plan_restore,
 )
 from bot.domain.model import Interface, Pif, PoolInventory, Vif
@@ -523,10 +524,18 @@ class ChangeService:
             pending = session.scalars(
                 select(PendingActivation).where(PendingActivation.request_id == request_id)
             ).all()
+            # What the change's results said about taking effect (for "nothing to activate" answers).
+            methods = set(session.scalars(
+                select(ChangeResult.activation).where(ChangeResult.request_id == request_id)
+            ))
         inventory = self.inspection.gateway(original.pool).inventory()
-        plan = self._activation_plan(original, pending, inventory)
+        plan = plan_activation(original.id, [(r.interface_uuid, r.label) for r in pending], inventory)
         if not plan.interfaces:
-            raise ChangeError(f"change #{request_id} has nothing that xenbot can activate now")
+            notes = list(plan.notes) or [ACTIVATION_TEXT[m] for m in sorted(methods) if m in ACTIVATION_TEXT]
+            why = "; ".join(notes[:5]) + (" …" if len(notes) > 5 else "")
+            raise ChangeError(
+                f"change #{request_id} has nothing that xenbot can activate now" + (f": {why}" if why else "")
+            )
         request = self.create_request(
             kind="activate",
             plan=plan,
@@ -539,29 +548,41 @@ class ChangeService:
         self.post_for_approval(request, plan, note=render.ACTIVATION_WARNING)
         return render.request_posted(request, plan)
 
-    def _activation_plan(
-        self, original: ChangeRequest, pending: Sequence[PendingActivation], inventory: PoolInventory
-    ) -> Plan:
-        """What activation would do *now*: the method is derived again from live state
-        (a VM halted since the change needs nothing; one started since is already done)."""
-        steps: list[InterfacePlan] = []
-        notes: list[str] = []
-        for row in pending:
-            iface = inventory.interface(row.interface_uuid)
-            if iface is None:
-                notes.append(f"{row.label}: no longer exists")
-                continue
-            method = activation_for(iface, inventory)
-            if method not in AUTOMATIC_ACTIVATIONS:
-                notes.append(f"{row.label}: {ACTIVATION_TEXT.get(method, method)}")
-                continue
-            owner = iface.vm_ref if isinstance(iface, Vif) else iface.host_ref
-            steps.append(
-                InterfacePlan(inventory.pool, iface.kind, iface.ref, iface.uuid, iface.label, owner, (), method)
+    def request_repair(self, requester: str, channel: str | None, activation_id: int, kind: str) -> Reply:
+        """Ask (through the usual approval) to start the VMs, or plug the VIFs, that an
+        activation left off. Planned from live state: what is back already is not asked for,
+        and a VM that blocks ``start`` is not offered (XAPI would answer OPERATION_BLOCKED)."""
+        prefix = LEFT_OFF if kind == "start-vm" else LEFT_UNPLUGGED
+        with self.sessions() as session:
+            original = self._load(session, activation_id)
+            uuids = list(
+                session.scalars(
+                    select(ChangeResult.interface_uuid).where(
+                        ChangeResult.request_id == activation_id, ChangeResult.error.startswith(prefix)
+                    )
+                )
             )
-        return Plan(
-            "activate", (), inventory.pool, "pool", f"change #{original.id}", tuple(steps), 0, tuple(notes)
+        what = "no VM off" if kind == "start-vm" else "no VIF unplugged"
+        if original.kind not in ACTIVATION_KINDS or not uuids:
+            raise ChangeError(f"change #{activation_id} left {what}; nothing to put back")
+        inventory = self.inspection.gateway(original.pool).inventory()
+        plan = plan_repair(kind, uuids, inventory)
+        if not plan.interfaces:
+            back = "; ".join(plan.notes) or ("the VM is not halted any more" if kind == "start-vm" else
+                                             "the VIF is plugged again, or its VM is not running")
+            raise ChangeError(f"nothing to ask for: {back}")
+        labels = plan.scope_label
+        request = self.create_request(
+            kind=kind,
+            plan=plan,
+            requester=requester,
+            channel=channel,
+            reason=f"{'start' if kind == 'start-vm' else 'plug'} {labels}, left off by activation #{activation_id}",
+            scope_target=original.pool,
+            parent_id=activation_id,
         )
+        self.post_for_approval(request, plan, note=render.REPAIR_NOTE)
+        return render.request_posted(request, plan)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -674,14 +695,37 @@ class ChangeService:
             details={"reason": reason, "state": request.state},
         )
 
+    @staticmethod
+    def _still_stranded(session: Session, request_id: int) -> list[str]:
+        """What an activation left off and no Start VM / Plug VIF request has put back since."""
+        errors = session.execute(
+            select(ChangeResult.interface_uuid, ChangeResult.error).where(ChangeResult.request_id == request_id)
+        ).all()
+        repairs = select(ChangeRequest.id).where(
+            ChangeRequest.parent_id == request_id, ChangeRequest.kind.in_(["start-vm", "plug-vif"])
+        )
+        put_back = set(
+            session.scalars(
+                select(ChangeResult.interface_uuid).where(
+                    ChangeResult.request_id.in_(repairs), ChangeResult.status == "activated"
+                )
+            )
+        )
+        return stranded_errors([error for uuid, error in errors if uuid not in put_back])
+
     def refresh_message(self, request_id: int) -> None:
         """Re-render the approval message from the database: state, approvers, and live buttons."""
         with self.sessions() as session:
             request = self._load(session, request_id)
             approvers = self.approvers_of(request_id, session)
+            stranded: list[str] = []
+            if request.kind in ACTIVATION_KINDS and request.state not in (State.PENDING, State.APPROVED):
+                stranded = self._still_stranded(session, request_id)
         if request.message_channel and request.message_ts:
             plan = Plan.from_json(request.plan)
-            reply = render.approval_message(request, plan, approvers, self.slack.required_approvals)
+            reply = render.approval_message(
+                request, plan, approvers, self.slack.required_approvals, stranded=stranded
+            )
             try:
                 self.messenger.update(request.message_channel, request.message_ts, reply)
             except Exception:
