@@ -32,8 +32,8 @@ def test_example_pool_account_is_an_ad_subject_not_a_local_user() -> None:
 
 
 def test_apply_processes_may_lower_their_priority_under_the_unit() -> None:
-    """README: apply processes run at lower CPU priority; the unit's seccomp filter must allow it."""
-    assert "at lower CPU priority" in (ROOT / "README.md").read_text()
+    """The operator guide: apply processes run at lower CPU priority; the unit's seccomp filter must allow it."""
+    assert "at lower CPU priority" in (ROOT / "docs" / "operator-guide.md").read_text()
     filters = [line.split("=", 1)[1].split() for line in (DEPLOY / "systemd" / "xenbot.service").read_text()
                .splitlines() if line.startswith("SystemCallFilter=")]
     assert not filters[0][0].startswith("~")  # an allow-list first: later lines add and remove from it
