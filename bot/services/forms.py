@@ -65,9 +65,9 @@ class OffloadForm:
         if self.kind not in SCOPE_KINDS:
             errors[render.SCOPE_BLOCK] = "Pick what to change: a VM, host, pool, VIF or PIF."
         if not self.target:
-            errors[render.TARGET_BLOCK] = "Pick the target from the list (type part of its name)."
+            errors[render.target_block(self.kind)] = "Pick the target from the list (type part of its name)."
         elif not self.target.startswith(f"{self.kind}:"):
-            errors[render.TARGET_BLOCK] = f"That target is not a {self.kind.upper()}; pick it again."
+            errors[render.target_block(self.kind)] = f"That target is not a {self.kind.upper()}; pick it again."
         if self.action not in ACTIONS:
             errors[render.ACTION_BLOCK] = "Choose off, on or reset."
         unknown = [m for m in self.modes if m not in offered_modes(self.kind)]
