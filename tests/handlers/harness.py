@@ -21,9 +21,9 @@ from bot.db.models import ChangeRequest
 from bot.health import readiness
 from bot.settings import PoolSettings, Settings, SlackSettings
 from bot.wiring import Services, build
+from handlers import home
 from handlers.app import build_app
 from handlers.client import web_client
-from handlers import home
 from handlers.directory import GroupDirectory
 from handlers.http_server import HttpServer
 from handlers.messenger import SlackMessenger

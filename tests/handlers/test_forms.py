@@ -134,7 +134,7 @@ def test_form_refuses_who_slash_xen_refuses(form_bot):
     opened = bot.fake.wait_for("views.open", timeout=10)[-1]
     assert "operator list" in json.dumps(opened.arg_json("view")) and not any(
         b.get("type") == "input" for b in opened.arg_json("view")["blocks"])
-    status, answer = bot.interact(block_suggestion_payload(opened.response["view"], render.TARGET_ACTION,
+    _status, answer = bot.interact(block_suggestion_payload(opened.response["view"], render.TARGET_ACTION,
                                                            render.target_block("vm"), "win", user_id="U999"))
     assert answer == {"options": []}
 
