@@ -26,7 +26,7 @@ from bot.domain import names
 from bot.domain.slack_text import escape
 from bot.render import forms as render
 from bot.services.changes import ChangeError
-from bot.services.forms import FormService, OffloadForm
+from bot.services.forms import FormService, OffloadForm, PolicyForm
 from bot.wiring import Services
 from bot.xen.errors import XenError
 from handlers.delivery import deliver
@@ -59,6 +59,26 @@ def form_of(view: dict[str, Any]) -> OffloadForm:
                        tuple(str(o.get("value")) for o in modes or ()), str(action), reason or None)
 
 
+def policy_of(view: dict[str, Any]) -> PolicyForm:
+    """The policy form as submitted."""
+    values = (view.get("state") or {}).get("values") or {}
+
+    def text(block: str) -> str:
+        return str(((values.get(block) or {}).get(block) or {}).get("value") or "").strip()
+
+    def words(block: str) -> tuple[str, ...]:
+        return tuple(w for w in text(block).replace(" ", ",").split(",") if w)
+
+    pool = (_selected(values, render.POOL_BLOCK, render.POOL_ACTION) or {}).get("value") or _metadata(view).get("pool")
+    modes = ((values.get(render.modes_block("pif")) or {}).get(render.MODES_ACTION) or {}).get("selected_options")
+    return PolicyForm(
+        str(pool or ""), str((_selected(values, render.POLICY_TARGET, render.POLICY_TARGET) or {}).get("value", "")),
+        tuple(str(o.get("value")) for o in modes or ()),
+        str((_selected(values, render.ACTION_BLOCK, render.ACTION_ACTION) or {}).get("value", "")),
+        str((_selected(values, render.POLICY_MODE, render.POLICY_MODE) or {}).get("value", "")),
+        words(render.EXCLUDE_NAMES), words(render.EXCLUDE_TAGS), text(render.HOST) or None)
+
+
 def _metadata(view: dict[str, Any]) -> dict[str, Any]:
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
@@ -78,7 +98,7 @@ def _problem(exc: Exception) -> str | None:
 
 def register(app: App, services: Services, work: WorkPool) -> FormService:
     forms = FormService(services.changes, services.alerts, services.access, services.router.members_of,
-                        pools=services.gateways.names())
+                        services.policies, pools=services.gateways.names())
     search_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xenbot-options")
 
     def update(client: WebClient, view_id: str, view: dict[str, Any]) -> None:
@@ -104,8 +124,9 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
     def open_form(body: dict[str, Any], client: WebClient) -> None:
         user = (body.get("user") or {}).get("id", "")
         decision = forms.may_use(user)
-        view = forms.new_form() if decision.allowed else render.message_view(
-            "Change offloading", f":no_entry: Sorry, {escape(decision.reason)}.")
+        policy = any(a.get("action_id") == render.OPEN_POLICY for a in body.get("actions") or ())
+        view = (forms.new_policy_form() if policy else forms.new_form()) if decision.allowed else \
+            render.message_view("Change offloading", f":no_entry: Sorry, {escape(decision.reason)}.")
         try:
             client.views_open(trigger_id=body.get("trigger_id", ""), view=view)
         except (SlackApiError, SlackClientError) as exc:
@@ -117,6 +138,7 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
 
     app.shortcut(SHORTCUT)(on_open)
     app.action(render.OPEN_FORM)(on_open)
+    app.action(render.OPEN_POLICY)(on_open)
 
     def on_scope(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """The scope kind changed: the form again, with that kind's target search and modes."""
@@ -180,6 +202,24 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
         ack(response_action="update", view=render.working("Requesting approval"))
         work.submit(request_into, view.get("id", ""), user, form, client)
 
+    def policy_into(view_id: str, user: str, form: PolicyForm, client: WebClient) -> None:
+        safely(client, view_id, "policy form request", lambda: render.answered(forms.request_policy(user, form)))
+
+    def on_policy(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = (body.get("user") or {}).get("id", "")
+        decision = forms.may_use(user)
+        if not decision.allowed:
+            ack(response_action="update", view=render.message_view("Offload policy", f"Sorry, {decision.reason}."))
+            return
+        form = policy_of(view)
+        errors = form.problems()
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack(response_action="update", view=render.working("Requesting approval"))
+        work.submit(policy_into, view.get("id", ""), user, form, client)
+
+    app.view(render.POLICY_CALLBACK)(on_policy)
     app.view(render.FORM_CALLBACK)(on_form)
     app.view(render.SUMMARY_CALLBACK)(on_summary)
 

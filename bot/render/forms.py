@@ -28,6 +28,9 @@ POOL_ACTION, MODES_ACTION, ACTION_ACTION, REASON_ACTION = "xenform_pool", "xenfo
 POOL_BLOCK, SCOPE_BLOCK, ACTION_BLOCK, REASON_BLOCK = "pool", "scope", "action", "reason"
 TARGET_BLOCK = "target"
 EXPLAIN_CALLBACK = "xenbot_explain_message"
+POLICY_CALLBACK = "xenbot_policy_form"
+OPEN_POLICY = "xenform_open_policy"
+POLICY_TARGET, POLICY_MODE, EXCLUDE_NAMES, EXCLUDE_TAGS, HOST = "targets", "enforce", "exclude", "exclude_tags", "host"
 
 MAX_VIEW_BLOCKS = 100
 MAX_OPTION_TEXT = 75
@@ -112,6 +115,39 @@ def offload_form(pools: Sequence[str], pool: str, kind: str, errors: Sequence[st
     ]
     return _modal(FORM_CALLBACK, "Change offloading", blocks, submit="Show the plan",
                   metadata={"kind": kind, "pool": pool})
+
+
+def _plain_input(action_id: str, placeholder: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "action_id": action_id, "placeholder": _text(placeholder)}
+
+
+def policy_form(pools: Sequence[str], pool: str) -> dict[str, Any]:
+    """``/xen policy set`` as a form: which interfaces of which pool keep which modes, and how."""
+    pool_select: dict[str, Any] = {"type": "static_select", "action_id": POOL_ACTION,
+                                   "options": [option(p, p) for p in pools[:100]] or [option("(none)", "-")]}
+    if pool in pools:
+        pool_select["initial_option"] = option(pool, pool)
+
+    def radio(action: str, choices: Mapping[str, str], initial: str) -> dict[str, Any]:
+        return {"type": "radio_buttons", "action_id": action, "options": [option(v, k) for k, v in choices.items()],
+                "initial_option": option(choices[initial], initial)}
+
+    modes = {"type": "checkboxes", "action_id": MODES_ACTION, "options": [option(m, m) for m in PIF_MODES],
+             "initial_options": [option(m, m) for m in DEFAULT_MODES]}
+    blocks: list[Block] = [
+        _input(POOL_BLOCK, "Pool", pool_select),
+        _input(POLICY_TARGET, "Interfaces", radio(POLICY_TARGET, {"vifs": "VIFs (of VMs)", "pifs": "PIFs (of hosts)"},
+                                                  "vifs")),
+        _input(modes_block("pif"), "Offload modes", modes, hint="gro and lro exist only on PIFs."),
+        _input(ACTION_BLOCK, "Keep them", radio(ACTION_ACTION, {"off": "Off", "on": "On"}, "off")),
+        _input(POLICY_MODE, "When an interface differs", radio(POLICY_MODE, {
+            "report": "Report it", "enforce": "Report it, and request the fix for new interfaces"}, "report")),
+        _input(EXCLUDE_NAMES, "Except VMs named", _plain_input(EXCLUDE_NAMES, "e.g. lab-*, test-db"), optional=True),
+        _input(EXCLUDE_TAGS, "Except VMs tagged", _plain_input(EXCLUDE_TAGS, "e.g. no-policy"), optional=True),
+        _input(HOST, "Only on host", _plain_input(HOST, "a host name; empty for the whole pool"), optional=True),
+        context("A policy takes effect after approval, like a change."),
+    ]
+    return _modal(POLICY_CALLBACK, "Offload policy", blocks, submit="Request", metadata={"pool": pool})
 
 
 def options(found: Sequence[tuple[str, str]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bot.domain.policy import PolicySpec
 from bot.domain.slack_text import escape
 from bot.render.blocks import Block, actions, button, context, divider, header, section
 from bot.render.changes import approve_button, title, totals
-from bot.render.forms import OPEN_FORM
+from bot.render.forms import OPEN_FORM, OPEN_POLICY
 from bot.render.ids import Action
 
 if TYPE_CHECKING:  # render stays free of services at run time
@@ -30,7 +30,8 @@ def home_view(home: HomeData) -> dict[str, Any]:
     if home.notice:
         blocks.append(section(escape(home.notice)))
     if home.operator:
-        blocks.append(actions(button("Change offloading", OPEN_FORM, "vm", "primary"), block_id="home-forms"))
+        blocks.append(actions(button("Change offloading", OPEN_FORM, "vm", "primary"),
+                              button("Set a policy", OPEN_POLICY, "vifs"), block_id="home-forms"))
     blocks += _waiting(home)
     if not home.operator:
         blocks.append(context(f"The rest of xenbot is for its operators: {escape(home.refusal)}."))

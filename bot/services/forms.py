@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bot.domain import names
@@ -19,6 +19,7 @@ from bot.domain.access import AccessPolicy, Decision, MembersOf
 from bot.domain.changes import Plan
 from bot.domain.model import PoolInventory, Vm
 from bot.domain.offload import PIF_MODES, VIF_MODES
+from bot.domain.policy import PolicySpec
 from bot.render import forms as render
 from bot.render.alerts import diagnosis_reply, host_alert
 from bot.render.blocks import Reply
@@ -26,6 +27,7 @@ from bot.render.changes import refusal
 from bot.services import alerts as alert_service
 from bot.services.alerts import AlertService
 from bot.services.changes import ChangeError, ChangeService, Scope
+from bot.services.policies import PolicyService
 from bot.xen.errors import XenError
 
 log = logging.getLogger(__name__)
@@ -94,12 +96,46 @@ class OffloadForm:
                            str(data.get("action", "")), data.get("reason") or None)
 
 
+@dataclass(frozen=True)
+class PolicyForm:
+    """``/xen policy set`` as the policy form submitted it."""
+
+    pool: str
+    target: str
+    modes: tuple[str, ...]
+    action: str
+    mode: str
+    exclude_names: tuple[str, ...]
+    exclude_tags: tuple[str, ...]
+    host: str | None
+
+    def problems(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if self.target not in ("vifs", "pifs"):
+            errors[render.POLICY_TARGET] = "Choose VIFs or PIFs."
+        if not self.modes:
+            errors[render.modes_block("pif")] = "Tick at least one mode."
+        elif self.target == "vifs" and set(self.modes) - set(VIF_MODES):
+            wrong = ", ".join(sorted(set(self.modes) - set(VIF_MODES)))
+            errors[render.modes_block("pif")] = f"{wrong} exist only on PIFs; untick them for VIFs."
+        if self.action not in ("off", "on"):
+            errors[render.ACTION_BLOCK] = "Choose off or on."
+        if self.mode not in ("report", "enforce"):
+            errors[render.POLICY_MODE] = "Choose what happens when an interface differs."
+        return errors
+
+    def spec(self) -> PolicySpec:
+        return PolicySpec(self.pool, self.target, self.action, self.modes, self.mode,  # type: ignore[arg-type]
+                          self.exclude_names, self.exclude_tags, self.host)
+
+
 @dataclass
 class FormService:
     changes: ChangeService
     alerts: AlertService
     access: AccessPolicy
     members_of: MembersOf
+    policies: PolicyService
     pools: list[str] = field(default_factory=list)
 
     # -- who may use them ------------------------------------------------------------------
@@ -142,6 +178,19 @@ class FormService:
         try:
             return self.changes.request(requester=user, channel=None, action=form.action,  # type: ignore[arg-type]
                                         scope=form.scope(), modes_text=",".join(_modes(form)), reason=form.reason)
+        except ChangeError as exc:
+            return refusal(str(exc))
+
+    # -- the policy form ---------------------------------------------------------------------
+
+    def new_policy_form(self) -> dict[str, Any]:
+        return render.policy_form(self.pools, self.pools[0] if self.pools else "")
+
+    def request_policy(self, user: str, form: PolicyForm) -> Reply:
+        """``/xen policy set …`` from the form: the same service, the same approval and audit."""
+        try:
+            pool = self.changes.inspection.gateway(form.pool).name
+            return self.policies.request_set(user, None, replace(form.spec(), pool=pool))
         except ChangeError as exc:
             return refusal(str(exc))
 

@@ -181,3 +181,61 @@ def test_explain_with_xenbot_answers_privately(form_bot):
                                         channel_id="C0RANDOM"))
     answer = bot.replies(url)[-1]
     assert answer["response_type"] == "ephemeral" and "found no alert" in json.dumps(answer)
+
+
+def test_policy_form_from_the_home_tab(form_bot):
+    bot = form_bot
+    from tests.slack.signing_views import app_home_opened
+
+    bot.event(app_home_opened(REQUESTER), event_id="EvHomeP")
+    tab = bot.home(REQUESTER, lambda text: render.OPEN_POLICY in text and render.OPEN_FORM in text)
+    # the Home tab's "Change offloading" opens the offload form
+    bot.interact(view_block_actions_payload(tab, render.OPEN_FORM, "vm", block_id="home-forms", user_id=REQUESTER))
+    opened = bot.fake.wait_for("views.open", timeout=10)[-1]
+    assert opened.ok and opened.response["view"]["callback_id"] == render.FORM_CALLBACK
+    bot.interact(view_block_actions_payload(tab, render.OPEN_POLICY, "vifs", block_id="home-forms",
+                                            user_id=REQUESTER))
+    opened = bot.fake.wait_for("views.open", count=2, timeout=10)[-1]
+    assert opened.ok, opened.response
+    form = opened.response["view"]
+    assert form["callback_id"] == render.POLICY_CALLBACK
+
+    def values(target: str, modes: list[str], exclude: str = "") -> dict[str, Any]:
+        radio = {"type": "radio_buttons"}
+        return {
+            render.POOL_BLOCK: {render.POOL_ACTION: {"type": "static_select", "selected_option": {"value": "demo"}}},
+            render.POLICY_TARGET: {render.POLICY_TARGET: radio | {"selected_option": {"value": target}}},
+            render.modes_block("pif"): {render.MODES_ACTION: {"type": "checkboxes", "selected_options": [
+                {"value": m} for m in modes]}},
+            render.ACTION_BLOCK: {render.ACTION_ACTION: radio | {"selected_option": {"value": "off"}}},
+            render.POLICY_MODE: {render.POLICY_MODE: radio | {"selected_option": {"value": "report"}}},
+            render.EXCLUDE_NAMES: {render.EXCLUDE_NAMES: {"type": "plain_text_input", "value": exclude}},
+        }
+
+    # gro on VIFs goes back into the form
+    _, answer = bot.interact(view_submission_payload(form, values("vifs", ["tx", "gro"]), user_id=REQUESTER))
+    assert answer is not None and answer["response_action"] == "errors"
+    assert "gro" in answer["errors"][render.modes_block("pif")]
+    _, answer = bot.interact(view_submission_payload(form, values("vifs", ["tx"], "lab-*"), user_id=REQUESTER))
+    assert answer is not None and answer["response_action"] == "update"
+    done = bot.fake.wait_for("views.update", timeout=15, predicate=lambda c: "waiting for approval" in str(
+        c.args.get("view")))[-1]
+    assert done.ok and "lab-*" in json.dumps(done.arg_json("view"))
+    with bot.services.sessions() as session:
+        request = session.get(ChangeRequest, 1)
+        assert request is not None and request.kind == "policy" and request.requester == REQUESTER
+    for view in sent_views(bot, "views.open") + sent_views(bot, "views.update"):
+        View(**view).validate_json()
+
+
+def test_explain_share_posts_for_the_channel(form_bot):
+    bot = form_bot
+    url = bot.fake.response_url(channel_id="C123", user_id=REQUESTER)
+    bot.interact(message_action_payload(render.EXPLAIN_CALLBACK, corpus("zabbix_problem"), response_url=url,
+                                        user_id=REQUESTER, channel_id="C123"))
+    answer = bot.replies(url)[-1]
+    share = next(e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]
+                 if e["action_id"] == Action.SHARE)
+    _, url = bot.click(Action.SHARE, share["value"], user=REQUESTER, channel="C123")
+    shared = bot.replies(url)[-1]
+    assert shared["response_type"] == "in_channel" and "win2008r2-sql01" in json.dumps(shared)
