@@ -27,6 +27,7 @@ from bot.render.changes import refusal
 from bot.services import alerts as alert_service
 from bot.services.alerts import AlertService
 from bot.services.changes import ChangeError, ChangeService, Scope
+from bot.services.inspection import InspectionService
 from bot.services.policies import PolicyService
 from bot.xen.errors import XenError
 
@@ -37,6 +38,9 @@ SCOPE_KINDS: tuple[ScopeKind, ...] = ("vm", "host", "pool", "vif", "pif")
 ACTIONS = ("off", "on", "reset")
 MAX_OPTIONS = 100  # Slack shows at most 100 options from an external source
 MAX_REASON = 500
+# Names change rarely, and a person types several keystrokes a second: the search may use a pool
+# read this old, so the options (answered while Slack waits) seldom wait on XAPI. Plans read live.
+SEARCH_MAX_AGE = 30.0
 
 
 def modes_for(kind: str) -> tuple[str, ...]:
@@ -137,6 +141,7 @@ class FormService:
     members_of: MembersOf
     policies: PolicyService
     pools: list[str] = field(default_factory=list)
+    _search: InspectionService | None = field(default=None, repr=False)
 
     # -- who may use them ------------------------------------------------------------------
 
@@ -155,7 +160,7 @@ class FormService:
     def search(self, pool: str | None, kind: str, typed: str) -> list[tuple[str, str]]:
         """(label, value) pairs of live inventory matching ``typed``; values are ``kind:uuid``."""
         try:
-            inventories, _ = self.changes.inspection.inventories(pool or None) if kind != "pool" else ([], [])
+            inventories, _ = self._searcher().inventories(pool or None) if kind != "pool" else ([], [])
         except XenError as exc:
             log.info("target search in %s: %s", pool, exc)
             return []
@@ -168,6 +173,11 @@ class FormService:
             if len(found) >= MAX_OPTIONS:
                 break
         return sorted(found)[:MAX_OPTIONS]
+
+    def _searcher(self) -> InspectionService:
+        if self._search is None:
+            self._search = InspectionService(self.changes.inspection.gateways, max_age=SEARCH_MAX_AGE)
+        return self._search
 
     def plan(self, form: OffloadForm) -> Plan:
         """The plan the command would show; raises what the command would answer with."""

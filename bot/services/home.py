@@ -16,6 +16,8 @@ Each part is read on its own: a pool that does not answer leaves the rest of the
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,7 @@ MAX_WAITING = 10
 MAX_MINE = 5
 MAX_POLICIES = 10
 MAX_ALERTS = 5
+SHARED_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class HomeData:
     notice: str | None = None
 
 
+Shared = tuple[list[PoolStatus], list[tuple[Policy, Compliance]], list[AlertRecord], list[str]]
+
+
 @dataclass
 class HomeService:
     inspection: InspectionService
@@ -68,6 +74,8 @@ class HomeService:
     alerts: AlertService
     access: AccessPolicy
     members_of: MembersOf
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _shared: tuple[float, Shared] | None = field(default=None, repr=False)
 
     def may_operate(self, user: str) -> tuple[bool, str]:
         """``/xen``'s operator rule without a channel (see the module docstring)."""
@@ -81,12 +89,27 @@ class HomeService:
         self._part(home, "approvals", lambda: setattr(home, "waiting", self.waiting_for(user)))
         if not operator:
             return home
-        self._part(home, "pools", lambda: setattr(home, "pools", self.inspection.pools()))
         self._part(home, "your requests", lambda: setattr(home, "mine", self.mine(user)))
-        self._part(home, "policies", lambda: setattr(home, "policies", self.policies.compliance_report()[
-            :MAX_POLICIES]))
-        self._part(home, "alerts", lambda: setattr(home, "alerts", self.alerts.recent(MAX_ALERTS)))
+        pools, policies, alerts, problems = self.shared()
+        home.pools, home.policies, home.alerts = pools, policies, alerts
+        home.problems += problems
         return home
+
+    def shared(self) -> Shared:
+        """What every operator's tab shows alike, read once per ``SHARED_SECONDS`` however many
+        tabs are refreshed: compliance reads each policy's pool live, which is not to be done
+        once per viewer."""
+        with self._lock:
+            if self._shared is not None and time.monotonic() - self._shared[0] < SHARED_SECONDS:
+                return self._shared[1]
+            scratch = HomeData("", True)
+            self._part(scratch, "pools", lambda: setattr(scratch, "pools", self.inspection.pools()))
+            self._part(scratch, "policies", lambda: setattr(scratch, "policies", self.policies.compliance_report()[
+                :MAX_POLICIES]))
+            self._part(scratch, "alerts", lambda: setattr(scratch, "alerts", self.alerts.recent(MAX_ALERTS)))
+            found: Shared = (scratch.pools, scratch.policies, scratch.alerts, scratch.problems)
+            self._shared = (time.monotonic(), found)
+            return found
 
     def waiting_for(self, user: str) -> list[Waiting]:
         with self.changes.sessions() as session:
