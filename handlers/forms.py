@@ -233,7 +233,8 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
             reply = render.refused(decision.reason)
         else:
             try:
-                reply = forms.explain_message(body.get("message") or {})
+                # A shortcut's message names no channel of its own; the parser may want it.
+                reply = forms.explain_message({**(body.get("message") or {}), "channel": channel})
             except Exception as exc:
                 problem = _problem(exc)
                 if problem is None:

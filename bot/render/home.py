@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # render stays free of services at run time
 
 HOME_CALLBACK = "xenbot_home"
 MAX_VIEW_BLOCKS = 100
+MAX_LISTED = 10  # per part: with two blocks per request, the tab stays far below 100 blocks
 
 
 def home_view(home: HomeData) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def _waiting(home: HomeData) -> list[Block]:
     blocks: list[Block] = [divider(), section("*Waiting for your approval*")]
     if not home.waiting:
         return [*blocks, context("Nothing waits for you.")]
-    for item in home.waiting:
+    for item in home.waiting[:MAX_LISTED]:
         request, plan = item.request, item.plan
         blocks.append(section(f"*#{request.id}* {escape(title(request))}\n{totals(plan)}\n"
                               f"Requested by <@{request.requester}>"
@@ -70,17 +71,17 @@ def _pools(home: HomeData) -> list[Block]:
 
 
 def _mine(home: HomeData) -> list[Block]:
-    lines = [f"#{r.id} {escape(title(r))} — *{State(r.state).label}*" for r in home.mine]
+    lines = [f"#{r.id} {escape(title(r))} — *{State(r.state).label}*" for r in home.mine[:MAX_LISTED]]
     return [divider(), section("*Your requests*\n" + ("\n".join(lines) or "You have not requested anything yet."))]
 
 
 def _policies(home: HomeData) -> list[Block]:
     lines = [f"#{p.id} {escape(PolicySpec.from_json(p.spec).describe())}: "
-             f"*{c.complying} comply, {len(c.drifting)} drift*" for p, c in home.policies]
+             f"*{c.complying} comply, {len(c.drifting)} drift*" for p, c in home.policies[:MAX_LISTED]]
     return [divider(), section("*Policies*\n" + ("\n".join(lines) or "No active policies."))]
 
 
 def _alerts(home: HomeData) -> list[Block]:
     lines = [f"{a.last_seen:%m-%d %H:%M} {escape(a.vm_name or a.target)} ({escape(a.source)}, {escape(a.status)}): "
-             f"*{escape(a.verdict or 'not found')}*" for a in home.alerts]
+             f"*{escape(a.verdict or 'not found')}*" for a in home.alerts[:MAX_LISTED]]
     return [divider(), section("*Last alerts*\n" + ("\n".join(lines) or "No alerts seen yet."))]

@@ -106,3 +106,20 @@ def test_home_tab_only_approves_and_rejects_and_hides_what_slash_xen_would_refus
     with bot.services.sessions() as session:
         refused = session.scalars(select(AuditEvent).where(AuditEvent.action == "action.refused")).all()
     assert any(e.details.get("home") for e in refused)
+
+
+class Unreachable:
+    """A pool whose master refuses connections."""
+
+    url = "https://127.0.0.1:9"
+    password = "x"
+
+
+def test_home_says_which_pool_does_not_answer(sim, fake_slack, database_url):
+    settings = bot_settings({"demo": sim, "dead": Unreachable()}, fake_slack, database_url)
+    with running_bot(settings, fake_slack) as bot:
+        bot.event(app_home_opened(REQUESTER), event_id="EvHome5")
+        view = bot.home(REQUESTER, lambda text: "Pools" in text)
+        text = json.dumps(view)
+        assert "*dead* does not answer" in text and ":large_green_circle: *demo* master" in text
+        validate(view)
