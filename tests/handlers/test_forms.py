@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from slack_sdk.models.blocks import Block, ConfirmObject
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
@@ -155,6 +156,9 @@ def test_host_wide_approve_asks_for_confirmation(form_bot):
     assert f"changes {count} interfaces on host {host.name}" in confirm["text"]["text"]
     assert "need activation" in confirm["text"]["text"] and "replug" in confirm["text"]["text"]
     assert len(confirm["text"]["text"]) <= 300 and len(confirm["title"]["text"]) <= 100
+    ConfirmObject.parse(confirm).validate_json()  # type: ignore[union-attr]  # Slack's model and its limits
+    for block in card["blocks"]:
+        Block.parse(block).validate_json()  # type: ignore[union-attr]
     _, url = bot.command("offload off vm=win7-kiosk", user=REQUESTER)
     vm_card = approval_card(bot, 2)
     assert "confirm" not in json.dumps(vm_card["blocks"])
