@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.domain import names
 from bot.domain.slack_text import escape
 from bot.render import forms as render
+from bot.render.changes import nothing_to_do
 from bot.services.changes import ChangeError
 from bot.services.forms import FormService, OffloadForm, PolicyForm
 from bot.wiring import Services
@@ -171,9 +172,18 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
 
     # -- submissions ------------------------------------------------------------------------
 
-    def plan_into(view_id: str, form: OffloadForm, client: WebClient) -> None:
-        safely(client, view_id, "offload form plan",
-               lambda: render.plan_summary(forms.plan(form), form.metadata()))
+    def plan_view(form: OffloadForm) -> dict[str, Any]:
+        """The plan, or the form again with what stood in the way on top (its inputs start over)."""
+        try:
+            plan = forms.plan(form)
+        except Exception as exc:
+            problem = _problem(exc)
+            if problem is None:
+                raise
+            return render.offload_form(forms.pools, form.pool, form.kind, [problem])
+        if not plan.interfaces:
+            return render.offload_form(forms.pools, form.pool, form.kind, [nothing_to_do(plan).text])
+        return render.plan_summary(plan, form.metadata())
 
     def on_form(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = (body.get("user") or {}).get("id", "")
@@ -187,7 +197,7 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
             ack(response_action="errors", errors=errors)
             return
         ack(response_action="update", view=render.working("Planning against live state"))
-        work.submit(plan_into, view.get("id", ""), form, client)
+        work.submit(safely, client, view.get("id", ""), "offload form plan", lambda: plan_view(form))
 
     def request_into(view_id: str, user: str, form: OffloadForm, client: WebClient) -> None:
         safely(client, view_id, "offload form request", lambda: render.answered(forms.request(user, form)))

@@ -105,6 +105,13 @@ def test_offload_form_from_shortcut_to_request(sim, form_bot):
     assert answer is not None and answer["response_action"] == "errors"
     assert set(answer["errors"]) == {render.target_block("vm"), render.modes_block("vm")}
 
+    # A target gone by the time it is planned: the form again, saying so.
+    gone = form_values(selected("vm:00000000-0000-0000-0000-000000000000", "ghost"), ["tx"])
+    _, answer = bot.interact(view_submission_payload(form, gone, user_id=REQUESTER))
+    assert answer is not None and answer["response_action"] == "update"
+    again = wait_view(bot, form["id"], render.FORM_CALLBACK, count=2)
+    assert "00000000" in json.dumps(again["blocks"][0])
+
     # A good submission shows the plan, then Request makes the ordinary request.
     values = form_values(selected(kiosk["value"], kiosk["text"]["text"]), ["rx", "tx", "sg", "tso", "ufo", "gso"])
     status, answer = bot.interact(view_submission_payload(form, values, user_id=REQUESTER))
