@@ -145,6 +145,12 @@ def test_form_refuses_who_slash_xen_refuses(form_bot):
     _status, answer = bot.interact(block_suggestion_payload(opened.response["view"], render.TARGET_ACTION,
                                                            render.target_block("vm"), "win", user_id="U999"))
     assert answer == {"options": []}
+    url = bot.fake.response_url(channel_id="C123", user_id="U999")
+    bot.interact(message_action_payload(render.EXPLAIN_CALLBACK, corpus("zabbix_problem"), response_url=url,
+                                        user_id="U999"))
+    refused = bot.replies(url)[-1]
+    assert refused["response_type"] == "ephemeral" and "operator list" in json.dumps(refused)
+    assert "win2008r2-sql01" not in json.dumps(refused)
 
 
 def test_host_wide_approve_asks_for_confirmation(form_bot):
