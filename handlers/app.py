@@ -10,7 +10,7 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
 from bot.wiring import Services
-from handlers import actions, commands, events
+from handlers import actions, commands, events, forms, home
 from handlers.middleware import SeenDeliveries, Triggers, dedupe_events
 from handlers.work import WorkPool
 
@@ -35,7 +35,9 @@ def build_app(
     app.middleware(dedupe_events(SeenDeliveries()))
     triggers = Triggers(services.sessions)
     commands.register(app, services, work, triggers)
-    actions.register(app, services, work, triggers)
+    home_tab = home.register(app, services, client)  # the Home tab and its refresher
+    actions.register(app, services, work, triggers, home_tab.answer_click)
+    forms.register(app, services, work)  # the offload form and the message shortcut
     events.register(app, services, work)
 
     @app.error

@@ -156,7 +156,7 @@ def approval_message(
         value = str(request.id)
         blocks.append(
             actions(
-                button("Approve", Action.APPROVE, value, "primary"),
+                approve_button(value, plan),
                 button("Reject", Action.REJECT, value, "danger"),
                 button("Cancel (requester)", Action.CANCEL, value),
                 block_id=f"change-{request.id}",
@@ -166,6 +166,39 @@ def approval_message(
     if stranded:
         text = f"{stranded_headline(stranded)} — {text}"
     return fit(Reply(text=text, blocks=blocks, ephemeral=False), "\n".join(lines) + "\n", f"change-{request.id}.txt")
+
+
+WIDE_SCOPES = frozenset({"host", "pool"})
+
+
+def approve_confirm(plan: Plan) -> dict[str, Any] | None:
+    """Slack's confirm dialog for Approve on a host- or pool-wide change: a mis-click there
+    rewrites every interface of the host or pool and schedules a disruptive activation, so the
+    dialog names how many interfaces and which activation they need. Slack's limits: title 100,
+    text 300, buttons 30 characters."""
+    if plan.scope_kind not in WIDE_SCOPES:
+        return None
+    counts = Counter(i.activation for i in plan.interfaces)
+    needs = ", ".join(f"{n} x {m}" for m, n in counts.most_common())
+    text = f"This changes {len(plan.interfaces)} interfaces on {plan.scope_kind} {plan.scope_label}."
+    if needs:
+        text += f" To take effect they need activation: {needs} (details on the card)."
+    return {
+        "title": {"type": "plain_text", "text": f"Approve a {plan.scope_kind}-wide change?"},
+        "text": {"type": "plain_text", "text": text if len(text) <= 300 else text[:299] + "…"},
+        "confirm": {"type": "plain_text", "text": "Approve"},
+        "deny": {"type": "plain_text", "text": "Not yet"},
+        "style": "danger",
+    }
+
+
+def approve_button(value: str, plan: Plan) -> dict[str, Any]:
+    """The Approve button of a pending change, with the confirm dialog when the scope is wide."""
+    element = button("Approve", Action.APPROVE, value, "primary")
+    confirm = approve_confirm(plan)
+    if confirm is not None:
+        element["confirm"] = confirm
+    return element
 
 
 def refusal(text: str) -> Reply:

@@ -40,6 +40,8 @@ Realism notes (what the fake checks, so tests fail the way production would):
 * ``chat.update``/``chat.delete`` only know messages posted through the fake
   (``message_not_found`` otherwise); ephemeral messages cannot be updated that way.
 * a ``response_url`` accepts 5 posts, then answers 404 ``used_url``.
+* ``views.open``/``views.update``/``views.publish`` keep the views (``fake.views``) and
+  answer as Slack does (:mod:`tests.slack.fake_views`).
 
 Error strings marked "fake-specific" below are the fake's choice where Slack's exact
 answer is not documented; assert on behaviour, not on those strings.
@@ -60,6 +62,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol, Self, TypedDict
+
+from tests.slack.fake_views import FakeViews
 
 __all__ = [
     "RESPONSE_URL_METHOD",
@@ -327,6 +331,7 @@ class FakeSlack:
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._files: dict[str, UploadedFile] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self.views = FakeViews(team_id, app_id, bot_id, _block_errors)
 
         self.add_user(bot_user_id, name=bot_name, real_name=bot_name, is_bot=True, tz="UTC")
         self.add_user("U123", name="alice", real_name="Alice Operator", tz="Europe/London")
@@ -717,6 +722,7 @@ class FakeSlack:
             self._messages.clear()
             self._files.clear()
             self._response_urls.clear()
+            self.views.reset()
             self._cond.notify_all()
 
     def _listing(self) -> str:
@@ -1103,6 +1109,15 @@ class FakeSlack:
                 )
         return _ok(files=result)
 
+    def _m_views_open(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.open(args))
+
+    def _m_views_update(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.update(args))
+
+    def _m_views_publish(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.publish(args))
+
     def _m_apps_connections_open(self, args: dict[str, Any]) -> _Answer:
         with self._cond:
             endpoint = self._socket_mode
@@ -1149,6 +1164,9 @@ _API_METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], _Answer]] = {
     "files.getUploadURLExternal": FakeSlack._m_files_get_upload_url_external,
     "files.completeUploadExternal": FakeSlack._m_files_complete_upload_external,
     "apps.connections.open": FakeSlack._m_apps_connections_open,
+    "views.open": FakeSlack._m_views_open,
+    "views.update": FakeSlack._m_views_update,
+    "views.publish": FakeSlack._m_views_publish,
 }
 
 
