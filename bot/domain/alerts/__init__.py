@@ -36,6 +36,7 @@ from bot.domain.alerts.common import SOURCES, Alert, Direction, SenderKind, Sour
 from bot.domain.alerts.content import AttachmentContent, MessageContent, message_text
 from bot.domain.alerts.datadog import parse_datadog
 from bot.domain.alerts.generic import parse_generic
+from bot.domain.alerts.grafana import parse_grafana
 from bot.domain.alerts.icinga import parse_icinga
 from bot.domain.alerts.librenms import parse_librenms
 from bot.domain.alerts.nagios import parse_nagios
@@ -70,6 +71,7 @@ __all__ = [
     "mentions_discards",
     "message_text",
     "parse_alert",
+    "parse_grafana",
     "parse_icinga",
     "parse_nagios",
 ]
@@ -77,6 +79,7 @@ __all__ = [
 Parser = Callable[[MessageContent], Alert | None]
 
 PARSERS: Final[tuple[Parser, ...]] = (
+    parse_grafana,
     parse_alertmanager,
     parse_zabbix,
     parse_librenms,
@@ -88,11 +91,26 @@ PARSERS: Final[tuple[Parser, ...]] = (
 )
 
 
-def parse_alert(event_or_content: object) -> Alert | None:
-    """A discard alert from a Slack message event (or already-flattened content), else ``None``; never raises."""
+def parse_alert(event_or_content: object, *, any_topic: bool = False) -> Alert | None:
+    """A discard alert from a Slack message event (or already-flattened content), else ``None``; never raises.
+
+    ``any_topic`` reads a tool's notification even when it does not mention
+    discards (PRTG's "Up" notice names only the sensor; an Alertmanager
+    ``[RESOLVED]`` may carry no text): the caller must only use such an alert
+    to follow up one it already knows by identity. The generic reader is never
+    used then, and never for xenbot's own replies.
+    """
     try:
         content = event_or_content if isinstance(event_or_content, MessageContent) else message_text(event_or_content)
-        if not content.text or not mentions_discards(content.text):
+        if not content.text or content.xenbot:
+            return None
+        if any_topic:
+            for parser in PARSERS[:-1]:
+                alert = parser(content)
+                if alert is not None:
+                    return alert
+            return None
+        if not mentions_discards(content.text):
             return None
         for parser in PARSERS:
             alert = parser(content)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-Source = Literal["alertmanager", "zabbix", "librenms", "icinga", "nagios", "prtg", "datadog", "generic"]
+Source = Literal["alertmanager", "grafana", "zabbix", "librenms", "icinga", "nagios", "prtg", "datadog", "generic"]
 Status = Literal["firing", "resolved"]
 Direction = Literal["rx", "tx"]
 SenderKind = Literal["person", "integration", "app", "unknown"]
 
 SOURCES: Final[tuple[Source, ...]] = (
     "alertmanager",
+    "grafana",
     "zabbix",
     "librenms",
     "icinga",
@@ -49,6 +50,12 @@ class Alert:
     ``value`` is a figure given without one (Zabbix ``Opdata: 1520 packets``).
     ``unit`` is ``"packets"`` for counts, ``"pkt/s"`` for rates, ``"%"`` for
     ratios, or ``None`` when the tool did not say.
+
+    ``update`` marks a notification about the alert that is not a new firing
+    (a Zabbix "Updated problem", an Icinga2 acknowledgement or downtime): it
+    never gets a diagnosis. ``members`` holds one alert per alerted target when
+    a grouped notification (Alertmanager's ``[FIRING:2]``) lists them; ``count``
+    is how many alerts the tool said the group holds.
     """
 
     source: Source
@@ -66,6 +73,9 @@ class Alert:
     unit: str | None = None
     name: str = ""
     severity: str | None = None
+    update: bool = False
+    members: tuple[Alert, ...] = ()
+    count: int = 1
 
     @property
     def firing(self) -> bool:
@@ -79,3 +89,21 @@ def make_identity(source: str, target: str, interface: str | None, name: str) ->
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+# Slack turns the named attachment colours into hex, and delivers every colour without its "#".
+_NAMED_COLORS: Final = {"good": "2eb886", "warning": "daa038", "danger": "a30200"}
+GOOD_COLORS: Final = frozenset({"2eb886", "009900", "00ff00", "36a64f", "2fff00", "00cc00", "green"})
+
+
+def normal_color(color: str | None) -> str | None:
+    """``#2EB886``, ``2eb886`` and ``good`` all become ``2eb886``; ``None`` stays ``None``."""
+    if not color or not color.strip():
+        return None
+    value = color.strip().lower().lstrip("#")
+    return _NAMED_COLORS.get(value, value)
+
+
+def is_good_color(color: str | None) -> bool:
+    """The green tools use for a recovery (Slack's ``good``, Zabbix's ``#009900``, Grafana's ``#36a64f``…)."""
+    return normal_color(color) in GOOD_COLORS

@@ -21,6 +21,7 @@ from bot.domain.alerts.common import (
     MAX_TEXT_CHARS,
     SenderKind,
     _empty,
+    normal_color,
 )
 from bot.domain.slack_text import unescape
 
@@ -35,6 +36,7 @@ class AttachmentContent:
     fallback: str = ""
     color: str | None = None
     fields: Mapping[str, str] = field(default_factory=_empty)
+    footer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class MessageContent:
     sender: str = ""
     sender_kind: SenderKind = "unknown"
     edited: bool = False
+    footer: str = ""
+    xenbot: bool = False
 
     def field_value(self, *names: str) -> str | None:
         """A field by title, ignoring case and a trailing colon; ``None`` when absent."""
@@ -179,7 +183,8 @@ def _attachment(raw: Mapping[Any, Any], parts: list[str], fields: dict[str, str]
     text = unescape(_str(raw.get("text")))
     pretext = unescape(_str(raw.get("pretext")))
     fallback = unescape(_str(raw.get("fallback")))
-    color = _str(raw.get("color")) or None
+    color = normal_color(_str(raw.get("color")))
+    footer = unescape(_str(raw.get("footer")))
     own: dict[str, str] = {}
     field_lines: list[str] = []
     for item in _list(raw.get("fields")):
@@ -196,7 +201,7 @@ def _attachment(raw: Mapping[Any, Any], parts: list[str], fields: dict[str, str]
     head = fallback.split(" | ", 1)[0].strip()
     if head and not any(head in p for p in parts if p):
         parts.append(fallback)
-    return AttachmentContent(title, text, pretext, fallback, color, MappingProxyType(own))
+    return AttachmentContent(title, text, pretext, fallback, color, MappingProxyType(own), footer)
 
 
 def _sender(message: Mapping[Any, Any]) -> tuple[str, SenderKind]:
@@ -266,4 +271,29 @@ def message_text(event: object) -> MessageContent:
         sender=sender,
         sender_kind=kind,
         edited=edited,
+        footer=next((a.footer for a in attachments if a.footer), ""),
+        xenbot=is_xenbot_message(message),
     )
+
+
+XENBOT_ACTION_PREFIX: Final = "xenbot_"
+
+
+def is_xenbot_message(message: Mapping[Any, Any]) -> bool:
+    """A reply posted by xenbot, this install or another (a staging bot in the same channel).
+
+    Every diagnosis xenbot posts carries buttons whose ``action_id`` starts with
+    ``xenbot_``; Slack delivers the blocks with the message, so the marker
+    survives whichever app posted it. Such a message is never an alert.
+    """
+    for raw in _list(message.get("blocks")):
+        block = _map(raw)
+        if _str(block.get("block_id")).startswith("xenbot"):
+            return True
+        for element in _list(block.get("elements")):
+            if _str(_map(element).get("action_id")).startswith(XENBOT_ACTION_PREFIX):
+                return True
+        accessory = _map(block.get("accessory"))
+        if _str(accessory.get("action_id")).startswith(XENBOT_ACTION_PREFIX):
+            return True
+    return False

@@ -26,6 +26,15 @@ _PRTG_HEAD = re.compile(
     r"\s*(?P<status>[^\n]*)$",
     re.M,
 )
+# The default notification template: "[%sitename] %device %name %status %down (%message)"; %status is
+# "Down", "Warning", "Up", "Down (Acknowledged)", "Down ended (now: Up)"…, and the sensor name (%name) comes
+# before it, e.g. "win7-kiosk (003) Citrix PV Network Adapter #0 Traffic Down (for 5 m) (152 #/s is above …)".
+_PRTG_DEFAULT = re.compile(
+    r"^\s*\[(?P<site>[^\]\n]*)\]\s*(?P<device>\S+)\s+(?P<sensor>[^\n]*?)\s+"
+    r"(?P<status>(?:Down|Up|Warning|Unusual|Unknown|Paused)(?:\s+\((?:Acknowledged|Partial)\))?(?:\s+ended)?)"
+    r"(?P<rest>(?:\s[^\n]*)?)$",
+    re.M,
+)
 _PRTG_VALUE = re.compile(rf"(?P<num>{_NUM})\s*(?P<unit>#/s|#|%|/s)?\s+is\s+(?:above|below)\b")
 _PRTG_LAST = re.compile(rf"\bLast\s*value\s*[:=]?\s*(?P<num>{_NUM})\s*(?P<unit>#/s|#|%|/s)?", re.I)
 _PRTG_STATUS_OK = re.compile(
@@ -38,6 +47,9 @@ def parse_prtg(content: MessageContent) -> Alert | None:
     """PRTG: ``%device %name %status %down (%message)`` with a Discards In/Out channel and ``#/s`` values."""
     text = content.text
     head = _PRTG_HEAD.search(text)
+    default = None if head else _PRTG_DEFAULT.search(text)
+    if default is not None:
+        return _default_template(content, default)
     channel_match = _PRTG_CHANNEL.search(text)
     prtg_like = (
         "prtg" in content.sender.lower() or "#/s" in text or re.search(r"\b(?:error|warning) limit\b", text, re.I)
@@ -69,10 +81,40 @@ def parse_prtg(content: MessageContent) -> Alert | None:
         "prtg",
         "resolved" if resolved else "firing",
         target,
-        name=f"{sensor} {channel}".strip(),
+        name=sensor,  # not the channel: the "Up" notice of a sensor need not name it
         title=head.group(0).strip() if head else content.title,
         target_ip=target_ip,
         interface=interface,
+        figures=figures,
+        direction_text=channel,
+    )
+
+
+def _default_template(content: MessageContent, head: re.Match[str]) -> Alert | None:
+    """PRTG's default template; the "Up" notice names no channel (and no discards), only the sensor."""
+    text = content.text
+    status = head.group("status")
+    rest = head.group("rest")
+    resolved = status.startswith("Up") or (status.endswith("ended") and not re.search(r"now:\s*Down", rest, re.I))
+    channel_match = _PRTG_CHANNEL.search(rest)
+    channel = (channel_match.group("channel") or channel_match.group("chan2")) if channel_match else ""
+    direction: Direction | None = ("rx" if channel.lower().endswith("in") else "tx") if channel else None
+    sensor = head.group("sensor").strip()
+    sensor_iface = re.sub(r"^\(\d+\)\s*|\s*Traffic\s*$|^Traffic\s*", "", sensor).strip(" -")
+    figures = _Figures()
+    value = _PRTG_VALUE.search(rest) or _PRTG_LAST.search(rest)
+    if value and not resolved:
+        figures.put(direction, _number(value.group("num")), _unit(value.group("unit")))
+    target, target_ip = _target(head.group("device"))
+    return _build(
+        content,
+        "prtg",
+        "resolved" if resolved else "firing",
+        target,
+        name=sensor,
+        title=head.group(0).strip(),
+        target_ip=target_ip,
+        interface=_pick_interface(sensor_iface) if sensor_iface else find_interface(text),
         figures=figures,
         direction_text=channel,
     )

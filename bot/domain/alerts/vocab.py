@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from bot.domain.alerts.common import Alert, Direction, Source, Status, make_identity
+from bot.domain.alerts.common import Alert, Direction, Source, Status, is_good_color, make_identity
 from bot.domain.alerts.content import MessageContent
 
 _URL = re.compile(r"https?://\S+")
@@ -355,17 +355,12 @@ _RESOLVED_WORDS = re.compile(
     r"|\b(?:has been resolved|is resolved|recovered|back to normal|cleared)\b",
     re.I,
 )
-_GOOD_COLORS: Final = frozenset({"good", "#009900", "#00ff00", "#2eb886", "#36a64f", "green"})
 
 
 def _status_from(text: str, color: str | None) -> Status:
     if _RESOLVED_WORDS.search(text):
         return "resolved"
-    if (
-        color
-        and color.lower() in _GOOD_COLORS
-        and not re.search(r"\b(?:firing|problem|triggered|critical)\b", text, re.I)
-    ):
+    if is_good_color(color) and not re.search(r"\b(?:firing|problem|triggered|critical)\b", text, re.I):
         return "resolved"
     return "firing"
 
@@ -384,6 +379,7 @@ def _build(
     figures: _Figures | None = None,
     direction_text: str | None = None,
     severity: str | None = None,
+    update: bool = False,
 ) -> Alert | None:
     target = target.strip()
     if not target:
@@ -415,4 +411,5 @@ def _build(
         unit=figures.unit,
         name=name,
         severity=severity.strip() if severity else None,
+        update=update,
     )

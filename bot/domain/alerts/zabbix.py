@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot.domain.alerts.common import Alert, Status
+from bot.domain.alerts.common import Alert, Status, normal_color
 from bot.domain.alerts.content import MessageContent
 from bot.domain.alerts.vocab import (
     _IP,
@@ -16,6 +16,8 @@ from bot.domain.alerts.vocab import (
     find_interface,
     find_target,
 )
+
+RESOLVE_COLOR = "009900"  # media_slack.yaml's RESOLVE_COLOR, as Slack delivers it
 
 _ZBX_TITLE = re.compile(
     r"^\s*(?P<state>Problem(?: has been resolved| resolved)?|Resolved|Recovery|OK|Updated problem)"
@@ -62,8 +64,10 @@ def parse_zabbix(content: MessageContent) -> Alert | None:
     state = match.group("state").lower() if match else ""
     resolved = state.startswith(("resolved", "recovery", "ok", "problem has been resolved", "problem resolved"))
     resolved = resolved or bool(re.search(r"\bProblem has been resolved\b", content.text, re.I))
-    resolved = resolved or (not match and (content.color or "").lower() == "#009900")
+    resolved = resolved or (not match and normal_color(content.color) == RESOLVE_COLOR)
     status: Status = "resolved" if resolved else "firing"
+    # isEventUpdate in media_slack.yaml: an acknowledgement or comment, posted in the problem's thread.
+    update = state.startswith("updated") and not resolved
 
     target, target_ip = "", None
     if host_field:
@@ -98,4 +102,5 @@ def parse_zabbix(content: MessageContent) -> Alert | None:
         figures=figures,
         direction_text=" ".join((name, opdata, content.field_value("Trigger description") or "")),
         severity=content.field_value("Severity"),
+        update=update,
     )
