@@ -124,7 +124,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.http_server import HttpServer
 
             _finish_starting(services)  # before the port is bound: nothing queues meanwhile
-            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
+            from handlers import alert_webhooks
+
+            server = HttpServer(
+                app, args.host, args.port, ready=lambda: readiness(services), routes=alert_webhooks.routes(services)
+            )
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -136,11 +140,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
             assert settings.slack.app_token is not None
             if args.metrics_port:
-                from prometheus_client import start_http_server
+                from bot.health import readiness
+                from handlers.alert_webhooks import serve_metrics_port
 
-                from bot import metrics
-
-                start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+                # /metrics, /healthz, /readyz and the alert webhooks (POST /alerts/...).
+                serve_metrics_port(services, args.host, args.metrics_port, lambda: readiness(services))
             _finish_starting(services)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)

@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -44,17 +44,20 @@ ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Routes = Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]]
 
 
 class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
-    def __init__(self, app: App, host: str, port: int, ready: ReadyCheck | None = None) -> None:
+    def __init__(
+        self, app: App, host: str, port: int, ready: ReadyCheck | None = None, routes: Routes | None = None
+    ) -> None:
         # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
         self._socket = socket.create_server((host, port), backlog=1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            asgi_app(app, ready),
+            asgi_app(app, ready, routes),
             http="httptools",
             loop="uvloop",
             lifespan="off",
@@ -82,13 +85,19 @@ class HttpServer:
         self._socket.close()
 
 
-def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def asgi_app(
+    app: App, ready: ReadyCheck | None, routes: Routes | None = None
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    extra = dict(routes or {})  # more POST endpoints (handlers/alert_webhooks.py)
+
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path == EVENTS_PATH and method == "POST":
             await _slack_request(app, scope, receive, send)
+        elif method == "POST" and path in extra:
+            await extra[path](scope, receive, send)
         elif method == "POST":
             await _send(send, 404, b"not found", "text/plain")
         elif path == "/healthz":
