@@ -168,7 +168,7 @@ def muted(vm: Vm, until: datetime, by: str, diagnosis: Diagnosis) -> Reply:
         f":mute: Discard alerts for {escape(vm.name)} are muted until {when} by {mention(by)} "
         f"(verdict today: {escape(diagnosis.verdict_label)})."
     )
-    return Reply(text=text, blocks=_marked([context(line)]), ephemeral=False)
+    return Reply(text=text, blocks=_marked([context(line)]), ephemeral=False, fallback=line.removeprefix(":mute: "))
 
 
 def mention(user_id: str) -> str:

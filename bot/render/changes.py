@@ -113,7 +113,8 @@ def nothing_to_do(plan: Plan) -> Reply:
 def request_posted(request: RequestLike, plan: Plan) -> Reply:
     where = f" in <#{request.message_channel}>" if request.message_channel else ""
     text = f"Change #{request.id} is waiting for approval{where}: {_plain(totals(plan))}."
-    return Reply(text=_plain(text), blocks=[section(f":hourglass_flowing_sand: {text}")])
+    # totals() is already escaped markup; the channel link is ours, so the notification keeps it live.
+    return Reply(text=_plain(text), blocks=[section(f":hourglass_flowing_sand: {text}")], fallback=_plain(text))
 
 
 def approval_message(

@@ -26,6 +26,7 @@ from bot.domain import names
 from bot.domain.access import AccessPolicy
 from bot.domain.alerts import Alert
 from bot.domain.alerts.intake import Audience, Installation, audience
+from bot.domain.alerts.vocab import strip_port
 from bot.domain.alerts.webhook import WebhookGroup
 from bot.domain.diagnosis import Diagnosis, Rule, diagnose, evidence_for, load_rules
 from bot.domain.model import Host, PoolInventory, Vm
@@ -247,6 +248,23 @@ class AlertService:
             suggestions.append(f"(pools not answering: {', '.join(sorted({e.pool for e in errors}))})")
         raise names.NotFound("VM or host", query, suggestions)
 
+    def find_vm(self, query: str, pool: str | None = None) -> tuple[PoolInventory, Vm]:
+        """A VM as alerts name it: name, uuid, FQDN (its short name), ``host:port`` (port dropped) or guest IP."""
+        target = strip_port(query)
+        if _is_ip(target):
+            inventories, _errors = self.inspection.inventories(pool)
+            by_ip = [(inv, vm) for inv in inventories for vm in inv.vms.values() if vm.guest and target in vm.guest.ips]
+            if len(by_ip) == 1:
+                return by_ip[0]
+            if len(by_ip) > 1:
+                raise names.NotFound("VM", target, [f"{vm.name} ({inv.pool})" for inv, vm in by_ip])
+        try:
+            return self.inspection.find_vm(target, pool)
+        except names.NotFound:
+            if "." in target and not _is_ip(target):
+                return self.inspection.find_vm(target.split(".", 1)[0], pool)
+            raise
+
     def diagnose_vm(self, inventory: PoolInventory, vm: Vm, alert: Alert | None) -> Diagnosis:
         own = {v.uuid for v in inventory.vifs_of(vm)}
         pending = self.changes.pending_activation(own)
@@ -254,7 +272,7 @@ class AlertService:
         return diagnose(evidence, self.rules)
 
     def explain(self, query: str, rx: float | None, tx: float | None, pool: str | None) -> Reply:
-        inventory, vm = self.inspection.find_vm(query, pool)
+        inventory, vm = self.find_vm(query, pool)
         diagnosis = self.diagnose_vm(inventory, vm, None)
         if rx is not None or tx is not None:
             directions = frozenset(d for d, v in (("rx", rx), ("tx", tx)) if v is not None)

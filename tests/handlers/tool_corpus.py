@@ -400,7 +400,7 @@ def people_and_strangers_cases() -> list[Case]:
                        attachments=copy.deepcopy(zbx["attachments"]))
     return [
         Case("people, another xenbot, another workspace, another app, a shared channel", [
-            Step("person report", person("win7-kiosk shows 1,520 discarded packets rx since 9:00"), 0),
+            Step("person report", person("seeing 1,520 discarded packets rx on win7-kiosk since 9:00"), 0),
             Step("staging xenbot", staging_xenbot_diagnosis(), 0),
             Step("other workspace", foreign, 0),
             Step("other app", copy.deepcopy(zbx), 0, envelope={"api_app_id": "A0SOMEONEELSE"}),

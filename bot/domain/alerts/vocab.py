@@ -302,6 +302,11 @@ def _strip_port(value: str) -> str:
     return value
 
 
+def strip_port(value: str) -> str:
+    """A target as alerts give it, without its port: ``web01:9100`` → ``web01``."""
+    return _strip_port(value)
+
+
 def _target(value: str | None) -> tuple[str, str | None]:
     """A target as given, its port dropped, and its IP when it is one."""
     if not value:
