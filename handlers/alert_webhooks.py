@@ -147,8 +147,10 @@ def metrics_app(services: Services, ready: Callable[[], tuple[bool, dict[str, ob
 
 def serve_metrics_port(
     services: Services, host: str, port: int, ready: Callable[[], tuple[bool, dict[str, object]]]
-) -> threading.Thread:
-    """Run :func:`metrics_app` on ``host:port`` in a daemon thread (Socket Mode has no other HTTP server)."""
+) -> int:
+    """Run :func:`metrics_app` on ``host:port`` in a daemon thread (Socket Mode has no other HTTP server).
+
+    Returns the port (useful with 0)."""
     import socket
 
     import uvicorn
@@ -162,4 +164,4 @@ def serve_metrics_port(
         target=lambda: asyncio.run(server.serve(sockets=[sock])), name="xenbot-metrics", daemon=True
     )
     thread.start()
-    return thread
+    return int(sock.getsockname()[1])
