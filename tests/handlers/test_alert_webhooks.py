@@ -91,6 +91,24 @@ def post(url: str, payload: Any, token: str | None = TOKEN, raw: bytes | None = 
             return err.code, json.loads(err.read() or b"{}")
 
 
+def declared_too_large(url: str) -> int:
+    """A body announced larger than the limit is refused on its headers, before it is sent."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.putrequest("POST", parts.path)
+        connection.putheader("Authorization", f"Bearer {TOKEN}")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(10 * 1024 * 1024))
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def base(bot: Any) -> str:
     return bot.url.removesuffix("/slack/events")
 
@@ -155,8 +173,7 @@ def test_webhooks_refuse_what_they_must(hooked):
     assert post(url, firing, token="")[0] == 401
     assert post(url, None, raw=b"{not json")[0] == 400
     assert post(url, {"status": "firing"})[0] == 400
-    huge = alertmanager(*[am_alert(f"vm{i:04d}:9182") for i in range(1500)])
-    assert post(url, huge)[0] == 413
+    assert declared_too_large(url) == 413
     assert posts(bot) == []
     # Not about discards (a CPU alert): nothing posted.
     cpu = alertmanager(am_alert("ubuntu-web01:9100"))
