@@ -123,3 +123,11 @@ def test_who_counts_as_a_monitoring_sender(event, envelope, policy, why):
 ])
 def test_what_the_audience_may_see(allowed, operators, shared, seen):
     assert audience("C0ALERTS", allowed_channels=allowed, operators=operators, shared=shared) == seen
+
+
+def test_grafana_group_with_firing_and_resolved_alerts():
+    body = ("**Firing**\n" + corpus._grafana_alert("centos7-db01:9100", 152)
+            + "\n\n**Resolved**\n" + corpus._grafana_alert("ubuntu-web01:9100", 0))
+    grouped = parse_alert(corpus.grafana("[FIRING:1, RESOLVED:1] NetworkReceiveDiscards Linux (eth0 node)", True, body))
+    assert grouped is not None and grouped.count == 2
+    assert [(m.target, m.status) for m in grouped.members] == [("centos7-db01", "firing"), ("ubuntu-web01", "resolved")]

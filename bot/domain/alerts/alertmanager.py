@@ -44,6 +44,7 @@ _NIC_LABEL = re.compile(
 )
 # Where one alert's lines begin in a text listing several: Alertmanager/Grafana "Labels:" lists,
 # or the widespread custom Slack template's "*Alert:* …" heading.
+_STATE_HEADING = re.compile(r"^\s*\*{1,2}(Firing|Resolved)\*{1,2}\s*$", re.I | re.M)
 _SECTION_START = re.compile(r"^\s*(?:\*?Alert:\*?\s|\*?Labels:\*?\s*$|Value:\s)", re.I | re.M)
 
 
@@ -87,27 +88,32 @@ def read_grouped(content: MessageContent, source: Source) -> Alert | None:
 
 
 def _members(content: MessageContent, source: Source, head: re.Match[str]) -> list[Alert]:
-    """One alert per section of the text that names its own target; others are left out."""
-    body = content.text[head.end() :] if content.text.find(head.group(0)) >= 0 else content.text
+    """One alert per section of the text that names its own target; others are left out.
+
+    A section's status is the last ``**Firing**`` / ``**Resolved**`` heading before it
+    (Grafana's default message lists both kinds), else the subject's."""
+    at = content.text.find(head.group(0))
+    body = content.text[at + len(head.group(0)) :] if at >= 0 else content.text
+    headings = [(m.start(), m.group(1).lower()) for m in _STATE_HEADING.finditer(body)]
     starts = [m.start() for m in _SECTION_START.finditer(body)]
     # "Value:" and "Labels:" both open a Grafana alert: keep only the first start of each alert.
-    sections: list[str] = []
+    sections: list[tuple[int, str]] = []
     for index, start in enumerate(starts):
         end = starts[index + 1] if index + 1 < len(starts) else len(body)
         chunk = body[start:end]
-        if sections and not _labels(sections[-1]).keys() & {*_AM_TARGET_KEYS}:
-            sections[-1] += chunk
+        if sections and not _labels(sections[-1][1]).keys() & {*_AM_TARGET_KEYS}:
+            sections[-1] = (sections[-1][0], sections[-1][1] + chunk)
         else:
-            sections.append(chunk)
+            sections.append((start, chunk))
     alerts: list[Alert] = []
     seen: set[str] = set()
-    for section in sections:
+    for start, section in sections:
         labels = _labels(section)
         if not any(labels.get(k) for k in _AM_TARGET_KEYS):
             continue
-        resolved_here = re.search(r"\bresolved\b", section, re.I) and not re.search(r"\bfiring\b", section, re.I)
-        state = "RESOLVED" if resolved_here or head.group("state").upper() == "RESOLVED" else "FIRING"
-        line = f"[{state}] " + " ".join(f'{k}="{v}"' for k, v in labels.items())
+        heading = next((state for position, state in reversed(headings) if position < start), None)
+        resolved = heading == "resolved" if heading else head.group("state").upper() == "RESOLVED"
+        line = f"[{'RESOLVED' if resolved else 'FIRING'}] " + " ".join(f'{k}="{v}"' for k, v in labels.items())
         part = replace(content, text=f"{line}\n{section}", title=line)
         alert = _single(part, source, _AM_TITLE.search(line))
         if alert is not None and alert.identity not in seen:
