@@ -8,7 +8,9 @@ text over escaped, with host names turned into ``<url|label>`` links. This
 package flattens a message event into :class:`MessageContent` (``content``), then
 tries one small parser per tool (one module each), then a cautious generic reader
 (``generic``); ``common`` holds the parsed :class:`Alert` and its identity,
-``vocab`` the words, figures and targets all parsers read.
+``vocab`` the words, figures and targets all parsers read. ``intake`` decides
+who may raise an alert and what a channel's audience may see; ``webhook`` reads
+Alertmanager's and Grafana's JSON notifications into the same alerts.
 
 Three promises matter more than coverage:
 
@@ -18,10 +20,12 @@ Three promises matter more than coverage:
 * It answers ``None`` unless the message is about discards or dropped packets.
   A CPU or disk alert must not get a discard diagnosis, and a figure is only
   read where the text ties it to a direction or a packet unit — a threshold or
-  a port number is never reported as the measured value.
+  a port number is never reported as the measured value. (``any_topic=True`` relaxes
+  the discard test for notices that may only close or update a known alert.)
 * :attr:`Alert.identity` is the same for the firing, the resolved and the
   edited version of one alert (Zabbix resolves by editing the original
   message), so the bot can find its earlier reply instead of answering twice.
+* xenbot's own replies (any install: their blocks carry ``xenbot`` ids) are never alerts.
 
 Pure: no Slack, XAPI or database imports; nothing here does I/O.
 """
