@@ -82,7 +82,7 @@ def build(
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    sessions = db.session_factory(engine)
+    sessions = db.session_factory(engine, audit_key=settings.audit.key())
     gateways = Gateways(settings.pools)
     access = access_policy(settings)
     audit = AuditLog(sessions)

@@ -9,7 +9,8 @@ larger than ``alerts.webhook_max_bytes``, and gets:
 * 200 ``{"outcome": …}`` once the alerts are answered in Slack (the sender
   retries on anything else, and a retry is recognised by its body),
 * 400 for a body that is not such a notification, 401 without the token,
-  404 while the endpoints are off, 413 past the size limit, 503 when no
+  404 while the endpoints are off, 408 for a body trickled slower than
+  ``serving.body_timeout_seconds``, 413 past the size limit, 503 when no
   channel is configured, 500 (with a reference in the log) otherwise.
 
 Served by ``xenbot serve --http`` next to ``/slack/events``, and in Socket
@@ -25,6 +26,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -69,7 +71,11 @@ async def _answer(services: Services, source: WebhookSource, scope: Scope, recei
     declared = headers.get("content-length", "0")
     if not declared.isdigit() or int(declared) > options.webhook_max_bytes:
         return 413, {"error": f"body larger than {options.webhook_max_bytes} bytes"}
-    body = await _read(receive, options.webhook_max_bytes)
+    try:  # a client trickling its body is cut off, as on /slack/events ([serving] body_timeout_seconds)
+        body = await asyncio.wait_for(_read(receive, options.webhook_max_bytes),
+                                      services.settings.serving.body_timeout_seconds)
+    except TimeoutError:
+        return 408, {"error": "body not received in time"}
     if body is None:
         return 413, {"error": f"body larger than {options.webhook_max_bytes} bytes"}
     try:
@@ -146,16 +152,14 @@ def metrics_app(services: Services, ready: Callable[[], tuple[bool, dict[str, ob
 
 
 def serve_metrics_port(
-    services: Services, host: str, port: int, ready: Callable[[], tuple[bool, dict[str, object]]]
+    services: Services, sock: socket.socket, ready: Callable[[], tuple[bool, dict[str, object]]]
 ) -> int:
-    """Run :func:`metrics_app` on ``host:port`` in a daemon thread (Socket Mode has no other HTTP server).
+    """Serve :func:`metrics_app` on a bound socket in a daemon thread (Socket Mode has no other HTTP server).
 
-    Returns the port (useful with 0)."""
-    import socket
-
+    Returns the port (useful when bound to port 0)."""
     import uvicorn
 
-    sock = socket.create_server((host, port), backlog=128)
+    sock.listen(128)
     config = uvicorn.Config(
         metrics_app(services, ready), lifespan="off", log_config=None, access_log=False, server_header=False
     )

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from bot.wiring import Services
 from handlers import actions, commands, events
-from handlers.middleware import SeenDeliveries, dedupe_events
+from handlers.middleware import SeenDeliveries, Triggers, dedupe_events
 from handlers.work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,11 @@ def build_app(
         process_before_response=True,
         ignoring_self_events_enabled=True,
     )
-    work = work or WorkPool()
+    work = work or WorkPool.from_settings(services.settings.serving)
     app.middleware(dedupe_events(SeenDeliveries()))
-    commands.register(app, services, work)
-    actions.register(app, services, work)
+    triggers = Triggers(services.sessions)
+    commands.register(app, services, work, triggers)
+    actions.register(app, services, work, triggers)
     events.register(app, services, work)
 
     @app.error

@@ -103,6 +103,10 @@ class AlertIntake:
             self.service.messenger.post(channel, reply, thread_ts=thread)
         return kind
 
+    def may_be_alert(self, event: Mapping[str, Any], envelope: Mapping[str, Any], us: Installation) -> bool:
+        """Whether the intake rules let this message be an alert at all (for a flood's summary)."""
+        return refusal(envelope, event, us, self.policy) is None
+
     def _one(
         self,
         channel: str,

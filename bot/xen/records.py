@@ -113,6 +113,8 @@ def build_inventory(
             vif_refs=tuple(str(r) for r in v.get("VIFs", ())),
             tags=tuple(str(t) for t in v.get("tags", ())),
             other_config=as_map(v.get("other_config")),
+            domain_type=str(v.get("domain_type") or "hvm"),
+            blocked_operations=as_map(v.get("blocked_operations")),
         )
     vif_models: dict[str, Vif] = {}
     for ref, f in vifs.items():
@@ -159,6 +161,10 @@ def build_inventory(
             other_config=as_map(p.get("other_config")),
             properties=as_map(p.get("properties")),
             params=MappingProxyType(dict(p)),
+            disallow_unplug=bool(p.get("disallow_unplug")),
+            ip_configuration_mode=str(p.get("ip_configuration_mode") or "None"),
+            ipv6_configuration_mode=str(p.get("ipv6_configuration_mode") or "None"),
+            ip=str(p.get("IP") or ""),
         )
     master = host_models.get(master_ref) or next(iter(host_models.values()), None)
     if master is None:

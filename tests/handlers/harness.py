@@ -130,7 +130,8 @@ def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
-    server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services), routes=alert_webhooks.routes(services))
+    server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services), signing_secret=SIGNING_SECRET,
+                        limits=settings.serving, routes=alert_webhooks.routes(services))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -194,12 +194,13 @@ def test_webhooks_are_off_without_a_token(sim, fake_slack, db_url):
 def test_socket_mode_metrics_port_serves_the_webhooks(sim, fake_slack, db_url):
     from bot.health import readiness
     from handlers.alert_webhooks import serve_metrics_port
+    from handlers.http_server import bind
 
     settings = bot_settings({"demo": sim}, fake_slack, db_url, alert_channels=[ALERTS])
     settings = settings.model_copy(update={"alerts": settings.alerts.model_copy(
         update={"webhook_token": SecretStr(TOKEN)})})
     with running_bot(settings, fake_slack) as bot:
-        port = serve_metrics_port(bot.services, "127.0.0.1", 0, lambda: readiness(bot.services))
+        port = serve_metrics_port(bot.services, bind("127.0.0.1", 0), lambda: readiness(bot.services))
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -215,3 +216,28 @@ def test_socket_mode_metrics_port_serves_the_webhooks(sim, fake_slack, db_url):
         status, answer = post(f"http://127.0.0.1:{port}/alerts/alertmanager", alertmanager(am_alert("win7-kiosk:9182")))
         assert status == 200 and answer["outcome"] == "new"
         assert post(f"http://127.0.0.1:{port}/alerts/alertmanager", {}, token="nope")[0] == 401
+
+
+def test_a_trickled_body_is_cut_off(sim, fake_slack, db_url):
+    import http.client
+    from urllib.parse import urlsplit
+
+    settings = bot_settings({"demo": sim}, fake_slack, db_url, alert_channels=[ALERTS])
+    settings = settings.model_copy(update={
+        "alerts": settings.alerts.model_copy(update={"webhook_token": SecretStr(TOKEN)}),
+        "serving": settings.serving.model_copy(update={"body_timeout_seconds": 1.0}),
+    })
+    with running_bot(settings, fake_slack) as bot:
+        parts = urlsplit(f"{base(bot)}/alerts/alertmanager")
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        try:
+            connection.putrequest("POST", parts.path)
+            connection.putheader("Authorization", f"Bearer {TOKEN}")
+            connection.putheader("Content-Length", "1000")
+            connection.endheaders()
+            connection.send(b'{"alerts": [')
+            started = time.monotonic()
+            assert connection.getresponse().status == 408
+            assert time.monotonic() - started < 8
+        finally:
+            connection.close()

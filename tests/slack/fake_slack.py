@@ -1018,6 +1018,36 @@ class FakeSlack:
                 return _err("channel_not_found")
             return _ok(channel=json.loads(json.dumps(channel)))
 
+    def _m_conversations_open(self, args: dict[str, Any]) -> _Answer:
+        """Open (or find) a DM with one user, as docs.slack.dev/reference/methods/conversations.open
+        describes: ``users`` (1 to 8 ids; the caller is implied) or ``channel`` to resume one;
+        the answer is just the id unless ``return_im``. Only 1:1 DMs are modelled; their id is
+        ``D`` + the user id's tail, the same one ``chat.postMessage`` to a user id uses."""
+        if args.get("channel"):
+            channel_id = str(args["channel"])
+            if not channel_id.startswith("D"):
+                return _err("method_not_supported_for_channel_type")
+            return _ok(channel={"id": channel_id})
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return _err("users_list_not_supplied")
+        if len(users) > 8:
+            return _err("too_many_users")
+        if len(users) > 1:
+            return _err("method_not_supported_for_channel_type")  # fake-specific: no group DMs
+        with self._cond:
+            user = self._users.get(users[0])
+        if user is None:
+            return _err("user_not_found")
+        if user.get("deleted"):
+            return _err("user_disabled")
+        channel_id = "D" + users[0][1:]
+        if _as_bool(args.get("return_im")):
+            channel = {"id": channel_id, "created": 1700000000, "is_im": True, "is_org_shared": False,
+                       "user": users[0], "is_user_deleted": False, "priority": 0}
+            return _ok(no_op=True, already_open=True, channel=channel)
+        return _ok(channel={"id": channel_id})
+
     def _m_files_get_upload_url_external(self, args: dict[str, Any]) -> _Answer:
         filename = args.get("filename")
         try:
@@ -1123,6 +1153,7 @@ _API_METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], _Answer]] = {
     "bots.info": FakeSlack._m_bots_info,
     "usergroups.users.list": FakeSlack._m_usergroups_users_list,
     "conversations.info": FakeSlack._m_conversations_info,
+    "conversations.open": FakeSlack._m_conversations_open,
     "files.getUploadURLExternal": FakeSlack._m_files_get_upload_url_external,
     "files.completeUploadExternal": FakeSlack._m_files_complete_upload_external,
     "apps.connections.open": FakeSlack._m_apps_connections_open,
