@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -38,6 +38,7 @@ ENVIRONMENT_NAMES: dict[str, tuple[str, ...]] = {
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_APP_TOKEN": ("slack", "app_token"),
     "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "XENBOT_ALERTS_WEBHOOK_TOKEN": ("alerts", "webhook_token"),
 }
 
 _SLACK_PRINCIPAL = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -210,10 +211,34 @@ class PolicySettings(_Strict):
 
 
 class AlertSettings(_Strict):
-    """Discard-alert diagnosis: operators' own rule files and how long a mute lasts."""
+    """Discard alerts: who counts as a monitoring sender, what repeats mean, and the JSON webhooks.
+
+    ``sources`` lists the senders whose messages in an alert channel are alerts:
+    bot ids (B…), app ids (A…) or the usernames classic integrations post
+    under ("Alertmanager"). Empty means any bot or integration, never a person;
+    people count only with ``accept_people``. Events from another workspace
+    (Slack Connect) are ignored unless its team id is in ``allowed_teams``, and
+    externally shared channels unless ``allow_shared_channels``.
+    """
 
     rules_files: list[Path] = Field(default_factory=list)
     mute_hours: int = Field(default=168, ge=1, le=24 * 365)
+    sources: list[str] = Field(default_factory=list)
+    accept_people: bool = False
+    allowed_teams: list[str] = Field(default_factory=list)
+    allow_shared_channels: bool = False
+    # This Slack app's id (A…); events delivered for another app id are ignored. Learned from
+    # bots.info when unset.
+    app_id: str | None = None
+    # A firing after this long without hearing of the alert is a new alert (Alertmanager's
+    # send_resolved defaults to false, so many resolutions are never posted).
+    refire_after_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    # A resolution for an alert xenbot never saw fire: one short line ("note") or nothing ("silent").
+    unseen_resolved: Literal["note", "silent"] = "note"
+    # POST /alerts/alertmanager and /alerts/grafana: the bearer token, and the channel the alerts go to.
+    webhook_token: SecretStr | None = None
+    webhook_channel: str | None = None
+    webhook_max_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
 
     @field_validator("rules_files")
     @classmethod
@@ -222,6 +247,28 @@ class AlertSettings(_Strict):
         if missing:
             raise ValueError(f"rule file(s) {missing} do not exist")
         return values
+
+    @field_validator("webhook_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _teams(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not re.match(r"^[TE][A-Z0-9]{2,}$", v)]
+        if bad:
+            raise ValueError(f"{bad} are not Slack team ids (T…) or enterprise ids (E…)")
+        return values
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use a random token of at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
 
 class AuditSettings(_Strict):

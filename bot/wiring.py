@@ -129,6 +129,8 @@ def build(
         alert_channels=tuple(settings.slack.alert_channels),
         rules=load_rules(settings.alerts.rules_files),
         mute_hours=settings.alerts.mute_hours,
+        access=access,
+        options=settings.alerts,
     )
     AlertRoutes(alerts, changes).register(router)
     return Services(

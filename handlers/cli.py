@@ -82,17 +82,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _listen(args: argparse.Namespace) -> socket.socket | None:
-    """Bind the HTTP port (HTTP mode) or start the metrics server (Socket Mode)."""
+    """Bind the HTTP port (HTTP mode) or the metrics port (Socket Mode); both listen once serving."""
     if args.http:
         from handlers.http_server import bind
 
         return bind(args.host, args.port)
     if args.metrics_port:
-        from prometheus_client import start_http_server
+        from handlers.http_server import bind
 
-        from bot import metrics
-
-        start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+        # Served once the services exist (handlers/alert_webhooks.py): /metrics, /healthz,
+        # /readyz and the alert webhooks.
+        return bind(args.host, args.metrics_port)
     return None
 
 
@@ -159,10 +159,12 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
 
             _finish_starting(services)  # bound but not listening yet: nothing queues meanwhile
             assert settings.slack.signing_secret is not None  # _requirements
+            from handlers import alert_webhooks
+
             try:
                 server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener,
                                     signing_secret=settings.slack.signing_secret.get_secret_value(),
-                                    limits=settings.serving)
+                                    limits=settings.serving, routes=alert_webhooks.routes(services))
             except OSError as exc:
                 raise _ListenFailed(exc) from None
             port = server.server_address[1]
@@ -175,6 +177,11 @@ def _serve_listening(args: argparse.Namespace, settings: Settings, listener: soc
             from handlers.socket_mode import start_socket_mode
 
             assert settings.slack.app_token is not None
+            if listener is not None:
+                from bot.health import readiness
+                from handlers.alert_webhooks import serve_metrics_port
+
+                serve_metrics_port(services, listener, lambda: readiness(services))
             _finish_starting(services)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)

@@ -16,8 +16,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.domain.slack_text import escape
-from bot.render.blocks import Reply, context
+from bot.render.blocks import Reply, context, fallback_text
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,13 @@ def deliver(
             reply = upload_attachment(reply, client, target or channel_id or "", reply.thread_ts)
     if target:
         response = client.chat_postMessage(
-            channel=target, text=escape(reply.text), blocks=reply.blocks, thread_ts=reply.thread_ts
+            channel=target, text=fallback_text(reply), blocks=reply.blocks, thread_ts=reply.thread_ts
         )
         return {"channel": response.get("channel"), "ts": response.get("ts")}
     if respond is not None:
         try:
             respond(
-                text=escape(reply.text),
+                text=fallback_text(reply),
                 blocks=reply.blocks,
                 response_type="ephemeral" if reply.ephemeral else "in_channel",
                 replace_original=False,
@@ -57,9 +56,9 @@ def deliver(
         log.error("no way to deliver reply %r: no response_url and no channel", reply.text[:80])
         return None
     if reply.ephemeral and user_id:
-        client.chat_postEphemeral(channel=channel_id, user=user_id, text=escape(reply.text), blocks=reply.blocks)
+        client.chat_postEphemeral(channel=channel_id, user=user_id, text=fallback_text(reply), blocks=reply.blocks)
         return None
-    response = client.chat_postMessage(channel=channel_id, text=escape(reply.text), blocks=reply.blocks)
+    response = client.chat_postMessage(channel=channel_id, text=fallback_text(reply), blocks=reply.blocks)
     return {"channel": response.get("channel"), "ts": response.get("ts")}
 
 

@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -47,6 +47,7 @@ ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Routes = Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]]
 
 
 class HttpServer:
@@ -62,6 +63,7 @@ class HttpServer:
         *,
         signing_secret: str,
         limits: ServingSettings | None = None,
+        routes: Routes | None = None,
     ) -> None:
         limits = limits or ServingSettings()
         # Bound here (or by bind(), earlier), not by uvicorn, so port 0 is known before serving
@@ -70,7 +72,7 @@ class HttpServer:
         self._socket.listen(1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            asgi_app(app, ready, SlackSignature(signing_secret), limits.body_timeout_seconds),
+            asgi_app(app, ready, SlackSignature(signing_secret), limits.body_timeout_seconds, routes),
             **protocol_options(limits.header_timeout_seconds, limits.max_connections),
             loop="uvloop",
             lifespan="off",
@@ -120,14 +122,22 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def asgi_app(
-    app: App, ready: ReadyCheck | None, signature: SlackSignature, body_timeout: float = 10.0
+    app: App,
+    ready: ReadyCheck | None,
+    signature: SlackSignature,
+    body_timeout: float = 10.0,
+    routes: Routes | None = None,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    extra = dict(routes or {})  # more POST endpoints (handlers/alert_webhooks.py)
+
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path == EVENTS_PATH and method == "POST":
             await _slack_request(app, signature, body_timeout, scope, receive, send)
+        elif method == "POST" and path in extra:
+            await extra[path](scope, receive, send)
         elif method == "POST":
             await _send(send, 404, b"not found", "text/plain")
         elif path == "/healthz":

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.domain.slack_text import escape
-from bot.render.blocks import Reply
+from bot.render.blocks import Reply, fallback_text
 from bot.settings import Settings
 from handlers.delivery import upload_attachment
 
@@ -25,11 +24,11 @@ class SlackMessenger:
         if reply.file is not None:
             reply = upload_attachment(reply, self.client, channel, thread_ts)
         response = self.client.chat_postMessage(
-            channel=channel, text=escape(reply.text), blocks=reply.blocks, thread_ts=thread_ts
+            channel=channel, text=fallback_text(reply), blocks=reply.blocks, thread_ts=thread_ts
         )
         ts = response.get("ts")
         return str(ts) if ts else None
 
     def update(self, channel: str, ts: str, reply: Reply) -> None:
         # A file was attached when the message was first posted; updates only change the blocks.
-        self.client.chat_update(channel=channel, ts=ts, text=escape(reply.text), blocks=reply.blocks)
+        self.client.chat_update(channel=channel, ts=ts, text=fallback_text(reply), blocks=reply.blocks)

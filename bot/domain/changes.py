@@ -188,7 +188,14 @@ def plan_change(
     notes = [_no_device_note(i) for i in planned_ifaces if isinstance(i, Pif) and not i.physical]
     notes += _warnings(inventory, planned)
     if skipped_pif_only:
-        notes.append(f"{', '.join(sorted(skipped_pif_only))} apply to PIFs only; VIFs get {', '.join(VIF_MODES)}")
+        skipped = sorted(skipped_pif_only)
+        on_vifs = [m for m in modes if m in VIF_MODES]
+        verb = "applies" if len(skipped) == 1 else "apply"
+        notes.append(
+            f"{', '.join(skipped)} {verb} to PIFs only, so VIFs get {', '.join(on_vifs)} only"
+            if on_vifs
+            else f"{', '.join(skipped)} {verb} to PIFs only; nothing is changed on VIFs"
+        )
     return Plan(action, tuple(modes), inventory.pool, scope_kind, scope_label, tuple(planned), unchanged, tuple(notes))
 
 

@@ -7,6 +7,7 @@ services re-check every click anyway.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -61,18 +62,33 @@ def _value(v: str | None) -> str:
     return "(absent)" if v is None else v
 
 
+_SCOPE_WORD = {"vm": "VM", "vif": "VIF", "pif": "PIF", "host": "host", "pool": "pool"}
+_ACTION_WORDS = {"off": "Turn offload off", "on": "Turn offload on", "reset": "Reset offload settings"}
+_REVERT_OF = re.compile(r"^revert of #\d+ \((?P<scope>.*)\)$")
+
+
 def title(request: RequestLike) -> str:
+    """What a person reads as the card's title: "Turn offload off for VM win7-kiosk (pool demo)"."""
+    pool = f"pool {request.pool}"
     if request.kind == "start-vm":
-        return f"Start VM {request.scope_label} left off by activation #{request.parent_id} (pool {request.pool})"
+        return f"Start VM {request.scope_label} left off by activation #{request.parent_id} ({pool})"
     if request.kind == "plug-vif":
-        return f"Plug VIF {request.scope_label} left unplugged by activation #{request.parent_id} (pool {request.pool})"
+        return f"Plug VIF {request.scope_label} left unplugged by activation #{request.parent_id} ({pool})"
     if request.kind == "activate":
-        what = f"Activate change #{request.parent_id}"
-    elif request.kind == "revert":
-        what = f"Revert change #{request.parent_id}"
-    else:
-        what = f"Offload {request.action}"
-    return f"{what} on {request.scope_kind} {request.scope_label} (pool {request.pool})"
+        return f"Activate change #{request.parent_id} ({pool})"
+    if request.kind == "revert":
+        original = _REVERT_OF.match(request.scope_label)
+        where = f"{original.group('scope')}, " if original else ""
+        return f"Revert change #{request.parent_id} ({where}{pool})"
+    if request.kind == "policy":
+        target = request.scope_label.removeprefix("policy for ")
+        return f"Offload policy for the {_SCOPE_WORD.get(target[:-1], target[:-1])}s of {pool}"
+    if request.kind == "policy-remove":
+        return f"{request.scope_label[:1].upper()}{request.scope_label[1:]} ({pool})"
+    what = _ACTION_WORDS.get(request.action, f"Offload {request.action}")
+    if request.scope_kind == "pool":
+        return f"{what} for every interface of {pool}"
+    return f"{what} for {_SCOPE_WORD.get(request.scope_kind, request.scope_kind)} {request.scope_label} ({pool})"
 
 
 def plan_lines(plan: Plan) -> list[str]:
@@ -97,12 +113,19 @@ def totals(plan: Plan) -> str:
     vifs = sum(1 for i in plan.interfaces if i.kind == "vif")
     pifs = len(plan.interfaces) - vifs
     keys = sum(len(i.changes) for i in plan.interfaces)
-    parts = [f"*{len(plan.interfaces)}* interfaces to change ({vifs} VIFs, {pifs} PIFs, {keys} keys)"]
+    parts = [
+        f"*{len(plan.interfaces)}* {_count(len(plan.interfaces), 'interface')} to change "
+        f"({vifs} {_count(vifs, 'VIF')}, {pifs} {_count(pifs, 'PIF')}, {keys} {_count(keys, 'key')})"
+    ]
     if plan.unchanged:
         parts.append(f"{plan.unchanged} already as asked")
     if plan.modes:
         parts.append(f"modes {', '.join(plan.modes)}")
     return " · ".join(parts)
+
+
+def _count(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
 
 
 def activation_lines(plan: Plan) -> list[str]:
@@ -121,7 +144,8 @@ def nothing_to_do(plan: Plan) -> Reply:
 def request_posted(request: RequestLike, plan: Plan) -> Reply:
     where = f" in <#{request.message_channel}>" if request.message_channel else ""
     text = f"Change #{request.id} is waiting for approval{where}: {_plain(totals(plan))}."
-    return Reply(text=_plain(text), blocks=[section(f":hourglass_flowing_sand: {text}")])
+    # totals() is already escaped markup; the channel link is ours, so the notification keeps it live.
+    return Reply(text=_plain(text), blocks=[section(f":hourglass_flowing_sand: {text}")], fallback=_plain(text))
 
 
 def approval_message(
@@ -146,12 +170,16 @@ def approval_message(
     blocks: list[Block] = [*alarm, section(head), context(meta)]
     if note:
         blocks.append(section(escape(note) if not note.startswith(":") else note))
-    blocks.append(section(totals(plan)))
+    if plan.interfaces:
+        blocks.append(section(totals(plan)))
     if plan.notes:
         blocks.append(context(*(escape(n) for n in plan.notes)))
-    lines = plan_lines(plan)
-    blocks += code_sections(lines)
-    blocks.append(context("Takes effect: " + " ".join(activation_lines(plan))))
+    lines = plan_lines(plan) if plan.interfaces else []
+    if plan.interfaces:
+        blocks += code_sections(lines)
+        blocks.append(context("Takes effect: " + " ".join(activation_lines(plan))))
+    elif request.kind in ("policy", "policy-remove"):
+        blocks.append(context("No interface setting changes when this is approved."))
     if state is State.PENDING:
         value = str(request.id)
         blocks.append(

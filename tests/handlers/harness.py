@@ -21,7 +21,7 @@ from bot.db.models import ChangeRequest
 from bot.health import readiness
 from bot.settings import PoolSettings, Settings, SlackSettings
 from bot.wiring import Services, build
-from handlers import home
+from handlers import alert_webhooks, home
 from handlers.app import build_app
 from handlers.client import web_client
 from handlers.directory import GroupDirectory
@@ -149,7 +149,7 @@ def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
     server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services), signing_secret=SIGNING_SECRET,
-                        limits=settings.serving)
+                        limits=settings.serving, routes=alert_webhooks.routes(services))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

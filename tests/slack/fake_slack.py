@@ -990,6 +990,13 @@ class FakeSlack:
                 return _err("user_not_found")
             return _ok(user=json.loads(json.dumps(user)))
 
+    def _m_bots_info(self, args: dict[str, Any]) -> _Answer:
+        # https://api.slack.com/methods/bots.info: the app behind a bot id (xenbot learns its api_app_id here).
+        if str(args.get("bot") or "") != self.bot_id:
+            return _err("bot_not_found")
+        return _ok(bot={"id": self.bot_id, "deleted": False, "name": self.bot_name, "updated": 1700000000,
+                        "app_id": self.app_id, "user_id": self.bot_user_id, "icons": {}})
+
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> _Answer:
         with self._cond:
             group = self._usergroups.get(str(args.get("usergroup") or ""))
@@ -1158,6 +1165,7 @@ _API_METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], _Answer]] = {
     "chat.update": FakeSlack._m_chat_update,
     "chat.delete": FakeSlack._m_chat_delete,
     "users.info": FakeSlack._m_users_info,
+    "bots.info": FakeSlack._m_bots_info,
     "usergroups.users.list": FakeSlack._m_usergroups_users_list,
     "conversations.info": FakeSlack._m_conversations_info,
     "conversations.open": FakeSlack._m_conversations_open,
