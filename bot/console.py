@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from bot.domain.access import CONSOLE_CHANNEL
 from bot.render.blocks import Reply, section
+from bot.render.charts import Chart
 from bot.render.ids import Action
 from bot.render.text import Choice, to_text
 from bot.settings import PoolSettings, Settings, SlackSettings, load_for_command
@@ -114,6 +115,17 @@ class ConsoleMessenger:
 
     def update(self, channel: str, ts: str, reply: Reply) -> None:
         self._print(f"── message {_number(ts)} in #{channel}, updated ──", reply)
+
+    def upload(self, channel: str, chart: Chart, thread_ts: str | None = None, *, private_to: str | None = None) -> str:
+        """A chart is saved as a PNG file (in the system's temp folder) and its path printed."""
+        folder = Path(tempfile.gettempdir()) / "xenbot-charts"
+        folder.mkdir(exist_ok=True)
+        path = folder / chart.filename
+        path.write_bytes(chart.png)
+        with self._lock:
+            self.out.write(f"── chart for #{channel}: {chart.title} → {path} ──\n\n")
+            self.out.flush()
+        return f"saved as {path}"
 
     def _print(self, where: str, reply: Reply) -> None:
         console = self.console

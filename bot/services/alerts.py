@@ -29,6 +29,7 @@ from bot.domain.diagnosis import Diagnosis, Rule, diagnose, evidence_for, load_r
 from bot.domain.model import Host, PoolInventory, Vm
 from bot.render import alerts as render
 from bot.render.blocks import Reply
+from bot.services import traffic
 from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
 from bot.services.messenger import Messenger
@@ -140,6 +141,8 @@ class AlertService:
             self.messenger.post(channel, render.muted(vm, mute.until, mute.muted_by, diagnosis), thread_ts=root)
             return "muted"
         self.messenger.post(channel, render.diagnosis_reply(inventory.pool, vm, alert, diagnosis), thread_ts=root)
+        traffic.post_to_alert_thread(traffic.TrafficCharts(self.inspection), self.messenger, channel, root,
+                                     inventory, vm)  # the VM's VIF traffic under the diagnosis (issue 18 §4)
         return "new"
 
     def _store(
