@@ -185,3 +185,56 @@ def test_demo_says_who_you_are_and_how_to_approve_and_fails_a_refused_script():
     assert "You are U0DEMO" in result.stderr
     assert "as U0LEAD" in result.stderr and "approve 1" in result.stderr
     assert "cannot approve your own request" in result.stdout
+
+
+def test_interactive_console_has_line_editing_and_history(tmp_path):
+    """On a terminal (a pty here) readline is on: the up arrow brings the last command back,
+    and the history is kept in ~/.xenbot_history for the next session."""
+    import os
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: xenbot demo on the pty, with a home of its own
+        os.environ["HOME"] = str(tmp_path)
+        os.execv(sys.executable, [sys.executable, "-m", "bot.cli", "demo"])
+    seen = b""
+
+    def read_until(marker: bytes, count: int = 1, timeout: float = 60.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while seen.count(marker) < count:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")[-2000:]
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+
+    try:
+        read_until(b"xen> ")
+        os.write(fd, b"pools\r")
+        read_until(b"POOL", 1)
+        read_until(b"xen> ", 2)
+        os.write(fd, b"\x1b[A\r")  # up arrow: "pools" again
+        read_until(b"POOL", 2)
+        read_until(b"xen> ", 3)
+        os.write(fd, b"quit\r")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / ".xenbot_history").read_text().split()[-2:] == ["pools", "quit"]
+
+
+def test_console_traffic_button_saves_the_chart_as_a_png(sim, tmp_path):
+    from pathlib import Path
+
+    settings = _console_settings(sim, tmp_path)
+    status, text = _session(settings, "U0OPS", "vif win7-kiosk:0\n2\n")
+    assert status == 0, text
+    assert "[2] Traffic, last hour" in text
+    path = Path(text.split("saved as ", 1)[1].split(".png", 1)[0] + ".png")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
