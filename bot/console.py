@@ -271,6 +271,18 @@ def _readline() -> Callable[[], None] | None:
         import readline
     except ImportError:  # pragma: no cover - platform without GNU readline / libedit
         return None
+    from bot.domain.commands import COMMANDS
+
+    words = sorted({*COMMANDS, *_CARD_BUTTONS, "as", "quit"})
+
+    def complete(text: str, state: int) -> str | None:
+        """Tab completes command names (``offload off``, ``approve`` ...) from the line's start."""
+        line = readline.get_line_buffer().lstrip()
+        matches = [w[len(line) - len(text):] for w in words if w.startswith(line)]
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer(complete)
+    readline.set_completer_delims(" ")
     readline.parse_and_bind("tab: complete")
     with contextlib.suppress(OSError):
         readline.read_history_file(HISTORY_FILE)

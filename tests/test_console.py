@@ -188,8 +188,8 @@ def test_demo_says_who_you_are_and_how_to_approve_and_fails_a_refused_script():
 
 
 def test_interactive_console_has_line_editing_and_history(tmp_path):
-    """On a terminal (a pty here) readline is on: the up arrow brings the last command back,
-    and the history is kept in ~/.xenbot_history for the next session."""
+    """On a terminal (a pty here) readline is on: tab completes, the up arrow brings the last
+    command back, and the history is kept in ~/.xenbot_history for the next session."""
     import os
     import pty
     import select
@@ -215,7 +215,7 @@ def test_interactive_console_has_line_editing_and_history(tmp_path):
 
     try:
         read_until(b"xen> ")
-        os.write(fd, b"pools\r")
+        os.write(fd, b"poo\t\r")  # tab completes the command name
         read_until(b"POOL", 1)
         read_until(b"xen> ", 2)
         os.write(fd, b"\x1b[A\r")  # up arrow: "pools" again
