@@ -113,15 +113,15 @@ def post_to_alert_thread(
         log.info("alert on %s: no traffic chart: %s", vm.name, exc.reason)
         try:
             messenger.post(channel, charts.chart_unavailable(vm.name, exc.reason, in_alert=True), thread_ts=thread_ts)
-        except Exception as exc:  # the alert is answered; this line is a courtesy
-            log.warning("alert on %s: could not say why there is no chart: %s", vm.name, exc)
+        except Exception as failure:  # noqa: BLE001 - the alert is answered; this line is a courtesy
+            log.warning("alert on %s: could not say why there is no chart: %s", vm.name, failure)
         return "unavailable"
     except Exception:  # a drawing bug must not fail the alert
         log.exception("alert on %s: traffic chart failed", vm.name)
         return "failed"
     try:
         messenger.upload(channel, chart, thread_ts)
-    except Exception as exc:  # Slack refused or did not answer; the diagnosis stands
-        log.warning("alert on %s: chart upload failed: %s", vm.name, exc)
+    except Exception as failure:  # noqa: BLE001 - Slack refused or did not answer; the diagnosis stands
+        log.warning("alert on %s: chart upload failed: %s", vm.name, failure)
         return "failed"
     return "uploaded"
