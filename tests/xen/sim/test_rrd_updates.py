@@ -148,3 +148,15 @@ def test_discard_counting_vm_shows_broadcast_bursts_and_series_are_deterministic
     again = json.loads(get(sim, "xcp-host2", query)[1])
     same = {row["t"]: row["values"] for row in again["data"]}
     assert all(same[row["t"]] == row["values"] for row in first["data"] if row["t"] in same)
+
+
+def test_a_host_that_is_down_answers_nothing():
+    """Like its XML-RPC calls (bot/xen/sim/emergency.py): the connection closes unanswered."""
+    with Simulator.start("demo", task_delay_ms=5) as down:
+        client = XenAPI.Session(down.url)
+        client.xenapi.login_with_password("root", down.password, "1.0", "rrd-conformance")
+        session = str(client._session)
+        assert get(down, "xcp-host1", {"start": -600, "json": "", "session_id": session})[0] == 200
+        down.stop_master()
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            get(down, "xcp-host1", {"start": -600, "json": "", "session_id": session})
