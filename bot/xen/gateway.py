@@ -327,7 +327,7 @@ class PoolGateway:
         try that lands late, after xenbot re-added the key, would remove xenbot's new value."""
         self.call(f"{_cls(kind)}.remove_from_other_config", ref, key, idempotent=False)
 
-    def rrd_updates(self, address: str, query: Mapping[str, str], timeout: float = 10.0) -> bytes:
+    def rrd_updates(self, address: str, query: Mapping[str, str]) -> bytes:
         """``GET /rrd_updates`` on the host at ``address`` with this pool's session and the same
         TLS verification as the XML-RPC calls (bot/xen/rrd.py); one new login if it was refused."""
         from bot.xen import rrd
@@ -339,7 +339,7 @@ class PoolGateway:
             with self._lock:
                 session = self._session_ref or ""
             try:
-                return rrd.get(url, {**query, "session_id": session}, context, timeout)
+                return rrd.get(url, {**query, "session_id": session}, context, self.settings.timeout_seconds)
             except rrd.RrdUnavailable as exc:
                 if exc.status != 401 or attempt == 2:
                     raise
