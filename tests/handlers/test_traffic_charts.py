@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from slack_sdk.models.blocks import Block
 
 from bot.render.ids import Action
 from tests.handlers.harness import REQUESTER, bot_settings, running_bot
@@ -57,6 +58,10 @@ def test_vif_button_sends_the_chart_privately(chart_bot):
     answer = bot.replies(url)[-1]
     traffic = button(answer, Action.TRAFFIC)
     assert traffic["text"]["text"] == "Traffic, last hour"
+    for block in answer["blocks"]:  # Block Kit as slack_sdk's models check it
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()
     _status, clicked = bot.click(Action.TRAFFIC, traffic["value"])
     said = text_of(bot.replies(clicked)[-1])
     assert "direct messages" in said, said
