@@ -21,6 +21,7 @@ from bot.router import CommandRouter
 from bot.routes.alerts import AlertRoutes
 from bot.routes.changes import ChangeRoutes
 from bot.routes.policies import PolicyRoutes
+from bot.routes.traffic import TrafficRoutes
 from bot.services.alerts import AlertService
 from bot.services.apply import ApplyService
 from bot.services.audit import AuditLog
@@ -28,6 +29,7 @@ from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
 from bot.services.messenger import Messenger, NullMessenger
 from bot.services.policies import PolicyService
+from bot.services.traffic import TrafficCharts
 from bot.services.watcher import Lease, Watchers
 from bot.settings import Settings
 from bot.xen.gateway import Gateways
@@ -133,6 +135,7 @@ def build(
         options=settings.alerts,
     )
     AlertRoutes(alerts, changes).register(router)
+    TrafficRoutes(TrafficCharts(inspection), messenger).register(router)  # issue 18 §4
     return Services(
         settings, engine, sessions, gateways, access, audit, inspection, router, changes, apply, messenger, policies,
         alerts,

@@ -25,3 +25,4 @@ class Action(StrEnum):
     MUTE = "xenbot_mute_alerts"
     SAVE_POLICY = "xenbot_save_policy"
     POLICY_FIX = "xenbot_policy_fix"
+    TRAFFIC = "xenbot_traffic_chart"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from bot.domain.activation import nic_is_emulated
 from bot.domain.commands import COMMANDS, CommandSpec
@@ -209,7 +210,16 @@ def render_detail(detail: InterfaceDetail, command_text: str) -> Reply:
         notes.append("Bond member: plug/unplug the bond, not this PIF.")
     if isinstance(iface, Pif) and not iface.physical:
         notes.append(f"In effect: {NO_DEVICE}. " + NO_DEVICE_LEGEND.split(": ", 1)[1])
-    return _listing(title, lines, notes, command_text, f"{kind.lower()}-{iface.uuid}.txt")
+    reply = _listing(title, lines, notes, command_text, f"{kind.lower()}-{iface.uuid}.txt")
+    if isinstance(iface, Vif):  # issue 18 §4: the VM's VIF traffic, next to Share
+        chart = button("Traffic, last hour", Action.TRAFFIC, f"{detail.pool} {iface.uuid}")
+        blocks = [dict(b, elements=[*b["elements"], chart]) if _has_share(b) else b for b in reply.blocks]
+        reply = replace(reply, blocks=blocks)
+    return reply
+
+
+def _has_share(block: Block) -> bool:
+    return block.get("type") == "actions" and any(e.get("action_id") == Action.SHARE for e in block["elements"])
 
 
 def _summary_lines(summary: OffloadSummary) -> list[str]:

@@ -101,6 +101,8 @@ class AlertIntake:
         kind, reply, thread = self._one(channel, root, alert, key, edited, follow_up_only, seen_by)
         if reply is not None:
             self.service.messenger.post(channel, reply, thread_ts=thread)
+            if kind == "new" and seen_by == "full":
+                self.service.post_traffic_chart(channel, thread, alert)
         return kind
 
     def may_be_alert(self, event: Mapping[str, Any], envelope: Mapping[str, Any], us: Installation) -> bool:

@@ -32,6 +32,7 @@ from bot.domain.diagnosis import Diagnosis, Rule, diagnose, evidence_for, load_r
 from bot.domain.model import Host, PoolInventory, Vm
 from bot.render import alerts as render
 from bot.render.blocks import Reply
+from bot.services import traffic
 from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
 from bot.services.messenger import Messenger
@@ -122,6 +123,17 @@ class AlertService:
         if mute is not None:
             return "muted", render.muted(vm, mute.until, mute.muted_by, diagnosis)
         return "new", render.diagnosis_reply(inventory.pool, vm, alert, diagnosis, full=seen_by == "full")
+
+    def post_traffic_chart(self, channel: str, thread: str, alert: Alert) -> None:
+        """The VM's VIF traffic over the last hour, under its diagnosis (issue 18 §4); never fails the alert."""
+        try:
+            inventory, subject = self.find(alert.target_ip or alert.target, alert.target)
+        except names.NotFound:
+            return
+        if isinstance(subject, Vm):
+            traffic.post_to_alert_thread(
+                traffic.TrafficCharts(self.inspection), self.messenger, channel, thread, inventory, subject
+            )
 
     def _store(
         self,

@@ -327,6 +327,25 @@ class PoolGateway:
         try that lands late, after xenbot re-added the key, would remove xenbot's new value."""
         self.call(f"{_cls(kind)}.remove_from_other_config", ref, key, idempotent=False)
 
+    def rrd_updates(self, address: str, query: Mapping[str, str]) -> bytes:
+        """``GET /rrd_updates`` on the host at ``address`` with this pool's session and the same
+        TLS verification as the XML-RPC calls (bot/xen/rrd.py); one new login if it was refused."""
+        from bot.xen import rrd
+
+        url = url_for_address(self._master_url, address)
+        context = tls_context(self.settings) if url.startswith("https:") else None
+        for attempt in (1, 2):
+            generation = self._ensure_session()
+            with self._lock:
+                session = self._session_ref or ""
+            try:
+                return rrd.get(url, {**query, "session_id": session}, context, self.settings.timeout_seconds)
+            except rrd.RrdUnavailable as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+                self._invalidate_session(generation)
+        raise AssertionError("unreachable")
+
     def check(self) -> str:
         """Log in (following the master) and return the master's URL; raises when unreachable."""
         self._ensure_session()

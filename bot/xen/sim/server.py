@@ -302,8 +302,15 @@ class _Handler(BaseHTTPRequestHandler):
         """Stay quiet: a test run makes thousands of calls."""
 
     def do_GET(self) -> None:
-        """XAPI serves other HTTP handlers on GET; none are simulated."""
-        self._send(404, b"Not found\n", "text/plain")
+        """XAPI's HTTP handlers on GET: ``/rrd_updates`` (bot/xen/sim/rrd.py); others answer 404."""
+        from bot.xen.sim import rrd
+
+        answer = rrd.respond(self.context.server.dispatcher, self.context.endpoint.host_ref, self.path,
+                             self.headers.get("Accept"))
+        if answer is None:
+            self.close_connection = True  # a host that is down answers nothing
+            return
+        self._send(*answer)
 
     def do_POST(self) -> None:
         """One XML-RPC call."""
