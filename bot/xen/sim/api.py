@@ -24,10 +24,10 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.xen.sim import errors
+from bot.xen.sim import errors, rbac
 from bot.xen.sim.errors import XapiError
 from bot.xen.sim.pool import Pool, utc_now
 from bot.xen.sim.schema import SCHEMA, ClassSpec, Field, Kind, from_wire, to_wire
@@ -71,6 +71,7 @@ class Session:
     this_host: str
     originator: str
     created: float
+    role: str | None = None  # None: the local superuser (root), who may call everything (rbac.py)
 
 
 # XAPI's limits (XA ocaml/xapi/xapi_globs.ml): beyond them the least recently used
@@ -93,10 +94,10 @@ class Sessions:
         self.max_per_originator = max_per_originator
         self.max_anonymous = max_anonymous
 
-    def create(self, user: str, host: str, originator: str) -> Session:
+    def create(self, user: str, host: str, originator: str, role: str | None = None) -> Session:
         """Log a user in on ``host``, evicting the least recently used sessions over the limit."""
         ident = str(uuidlib.uuid4())
-        session = Session("OpaqueRef:" + str(uuidlib.uuid4()), ident, user, host, originator, time.time())
+        session = Session("OpaqueRef:" + str(uuidlib.uuid4()), ident, user, host, originator, time.time(), role)
         with self._lock:
             self._sessions[session.ref] = session
             self._last_active[session.ref] = time.monotonic()
@@ -168,6 +169,8 @@ class Dispatcher:
         from bot.xen.sim import lifecycle  # VIF.create/destroy, VM.clone/copy/destroy (lifecycle.py)
 
         lifecycle.register(self)
+        self.users = rbac.Users()  # users, roles, RBAC_PERMISSION_DENIED (rbac.py)
+        rbac.register(self)
 
     # ------------------------------------------------------------------ public
     def message_names(self) -> list[str]:
@@ -186,9 +189,14 @@ class Dispatcher:
         if not minimum <= len(params) <= expected:
             raise XapiError(errors.MESSAGE_PARAMETER_COUNT_MISMATCH, [method, expected, len(params)])
         if msg.needs_session:
-            self._check_session(host, params[0])
+            session = self._check_session(host, params[0])
             ctx = CallContext(host, params[0])
             args = params[1:]
+            denied = rbac_denial(session.role, method)
+            if denied is not None and not is_async:
+                raise denied
+            if denied is not None:  # gen_server.ml: the RBAC check runs inside the task
+                msg = replace(msg, precheck=_raise(denied))
         else:
             ctx = CallContext(host, "")
             args = params
@@ -208,13 +216,15 @@ class Dispatcher:
         with self.pool.lock:
             return str(self.pool.get(self.pool.master_ref, "host").fields["address"])
 
-    def _check_session(self, host: str, ref: object) -> None:
-        if self.sessions.get(ref) is None:
+    def _check_session(self, host: str, ref: object) -> Session:
+        session = self.sessions.get(ref)
+        if session is None:
             raise XapiError(errors.SESSION_INVALID, [str(ref)])
         with self.pool.lock:
             is_master = host == self.pool.master_ref
         if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
+        return session
 
     def _alive(self, ref: str) -> Callable[[], None]:
         def check() -> None:
@@ -433,9 +443,14 @@ class Dispatcher:
             is_master = ctx.host == self.pool.master_ref
         if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
-        if user != self.user or pwd != self.password:
-            raise XapiError(errors.SESSION_AUTHENTICATION_FAILED, [user, "Authentication failure"])
-        return self.sessions.create(user, ctx.host, originator).ref
+        if user == self.user and pwd == self.password:
+            return self.sessions.create(user, ctx.host, originator).ref  # root: the local superuser
+        try:
+            role = self.users.authenticate(user, pwd).role
+        except XapiError:
+            time.sleep(self.users.failure_delay)  # xapi_session.ml: every failed login waits 5 s
+            raise
+        return self.sessions.create(user, ctx.host, originator, role).ref
 
     def _logout(self, ctx: CallContext, a: tuple[Any, ...]) -> Any:
         self.sessions.destroy(ctx.session)
@@ -509,6 +524,22 @@ class Dispatcher:
                 "allowed_operations": [],
             },
         )
+
+
+def rbac_denial(role: str | None, method: str) -> XapiError | None:
+    """RBAC_PERMISSION_DENIED if a session with ``role`` may not call ``method`` (rbac.py)."""
+    try:
+        rbac.check(role, method)
+    except XapiError as exc:
+        return exc
+    return None
+
+
+def _raise(error: XapiError) -> Precheck:
+    def precheck(a: tuple[Any, ...]) -> tuple[str, str] | None:
+        raise error
+
+    return precheck
 
 
 def _str_param(value: Any, name: str) -> str:

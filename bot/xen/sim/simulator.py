@@ -63,6 +63,8 @@ class Simulator:
             "sim.stop_master": self.stop_master,
             "sim.set_emergency_error": self.set_emergency_error,
             "sim.start_host": self.start_host,
+            "sim.add_user": self.add_user,
+            "sim.set_login_failure_delay": self.set_login_failure_delay,
         }
 
     # ---------------------------------------------------------------- start
@@ -81,6 +83,7 @@ class Simulator:
         event_batch_ms: float = 50.0,
         network_backend: str = "openvswitch",
         guest_agent_delay_ms: float | None = 0.0,
+        login_failure_delay_ms: float = 5000.0,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
@@ -89,12 +92,19 @@ class Simulator:
         long an ``Async.`` task stays ``pending``; ``event_batch_ms`` is the pause
         after a wake-up before ``event.from`` answers (XAPI uses 50 ms). ``guest_agent_delay_ms``
         is how long after ``VM.start`` the guest agent reports again (``VM.guest_metrics`` is
-        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never.
+        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never. A failed login
+        answers after ``login_failure_delay_ms`` (XAPI: 5 s). The fixture's ``users`` are the
+        directory users besides root (see :meth:`add_user`).
         """
-        pool = build_pool(load_fixture(fixture), seed=seed, network_backend=network_backend)
+        data = load_fixture(fixture)
+        pool = build_pool(data, seed=seed, network_backend=network_backend)
         pool.agent.delay = None if guest_agent_delay_ms is None else guest_agent_delay_ms / 1000.0
         pool.event_batch_delay = event_batch_ms / 1000.0
         dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
+        dispatcher.users.failure_delay = login_failure_delay_ms / 1000.0
+        for entry in data.get("users") or []:
+            dispatcher.users.add(str(entry["name"]), str(entry["password"]), str(entry.get("role") or ""),
+                                 bool(entry.get("subject", True)))
         faults = Faults(seed=seed)
         server = XapiServer(dispatcher, faults, latency_ms=latency_ms)
         sim = cls(pool, dispatcher, faults, server)
@@ -219,6 +229,17 @@ class Simulator:
     def start_host(self, host: str) -> None:
         """A host stopped by ``stop_master`` answers again."""
         self.dispatcher.emergency.start_host(self.pool.host(host))
+
+    def add_user(self, name: str, password: str, role: str = "", subject: bool = True) -> None:
+        """A directory user who may log in with ``role`` (pool-admin, pool-operator, vm-power-admin,
+        vm-admin, vm-operator, read-only). ``role=""`` is a subject without roles (login gets
+        ``RBAC_PERMISSION_DENIED``); ``subject=False`` one the pool does not know
+        (``SESSION_AUTHORIZATION_FAILED``). See bot/xen/sim/rbac.py."""
+        self.dispatcher.users.add(str(name), str(password), str(role), bool(subject))
+
+    def set_login_failure_delay(self, ms: float) -> None:
+        """How long a failed login takes to answer (XAPI: 5000 ms)."""
+        self.dispatcher.users.failure_delay = float(ms) / 1000.0
 
     def set_latency(self, ms: float) -> None:
         """Global latency added to every XAPI call (not to ``sim.*``)."""

@@ -37,7 +37,7 @@ ALL_ON = dict.fromkeys(VIF_OFFLOAD_KEYS, "on")
 # ----------------------------------------------------------------- fixtures
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator.start("demo", task_delay_ms=30, event_batch_ms=5) as simulator:
+    with Simulator.start("demo", task_delay_ms=30, event_batch_ms=5, login_failure_delay_ms=0) as simulator:
         yield simulator
 
 
