@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.xen.sim import errors, rbac
+from bot.xen.sim.busy import Busy
 from bot.xen.sim.errors import XapiError
 from bot.xen.sim.pool import Pool, utc_now
 from bot.xen.sim.schema import SCHEMA, ClassSpec, Field, Kind, from_wire, to_wire
@@ -170,6 +171,7 @@ class Dispatcher:
 
         lifecycle.register(self)
         self.users = rbac.Users()  # users, roles, RBAC_PERMISSION_DENIED (rbac.py)
+        self.busy = Busy(self)  # synchronous operations wait while the object is busy (busy.py)
         rbac.register(self)
 
     # ------------------------------------------------------------------ public
@@ -202,6 +204,8 @@ class Dispatcher:
             args = params
         if is_async:
             return self._spawn_task(ctx, method, msg, args)
+        if msg.precheck is not None:
+            return self.busy.call(ctx, method, msg, args)
         return msg.handler(ctx, args)
 
     def expire_sessions(self) -> int:
@@ -393,10 +397,18 @@ class Dispatcher:
             host = pool.get(a[1], "host").ref
             pool.vm_start(_ref_param(a[0]), _bool_param(a[2], "start_paused"), _bool_param(a[3], "force"), host)
 
+        def start_check(first_bool: int) -> Precheck:  # parameters are unmarshalled before any check
+            def check(a: tuple[Any, ...]) -> tuple[str, str] | None:
+                _bool_param(a[first_bool], "start_paused")
+                _bool_param(a[first_bool + 1], "force")
+                return vm_check("start")(a)
+
+            return check
+
         self._add("VM.start", ("self", "start_paused", "force"), void(start), asyncable=True,
-                  precheck=vm_check("start"))
+                  precheck=start_check(1))
         self._add("VM.start_on", ("self", "host", "start_paused", "force"), void(start_on), asyncable=True,
-                  precheck=vm_check("start"))
+                  precheck=start_check(2))
         def power_op(op: str) -> Callable[[tuple[Any, ...]], None]:
             hard = op.startswith("hard_")
             if op.endswith("shutdown"):

@@ -64,6 +64,8 @@ class Simulator:
             "sim.set_emergency_error": self.set_emergency_error,
             "sim.start_host": self.start_host,
             "sim.add_user": self.add_user,
+            "sim.set_busy_wait": self.set_busy_wait,
+            "sim.set_operation_time": self.set_operation_time,
             "sim.set_login_failure_delay": self.set_login_failure_delay,
         }
 
@@ -84,6 +86,7 @@ class Simulator:
         network_backend: str = "openvswitch",
         guest_agent_delay_ms: float | None = 0.0,
         login_failure_delay_ms: float = 5000.0,
+        busy_wait_ms: float | None = None,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
@@ -94,7 +97,9 @@ class Simulator:
         is how long after ``VM.start`` the guest agent reports again (``VM.guest_metrics`` is
         NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never. A failed login
         answers after ``login_failure_delay_ms`` (XAPI: 5 s). The fixture's ``users`` are the
-        directory users besides root (see :meth:`add_user`).
+        directory users besides root (see :meth:`add_user`). ``busy_wait_ms`` bounds how long a
+        synchronous operation on a busy object waits before ``OTHER_OPERATION_IN_PROGRESS`` (XAPI:
+        2 hours; the fixture's ``settings: {busy_wait_ms: N}`` when not given).
         """
         data = load_fixture(fixture)
         pool = build_pool(data, seed=seed, network_backend=network_backend)
@@ -102,6 +107,9 @@ class Simulator:
         pool.event_batch_delay = event_batch_ms / 1000.0
         dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
         dispatcher.users.failure_delay = login_failure_delay_ms / 1000.0
+        busy_wait = busy_wait_ms if busy_wait_ms is not None else (data.get("settings") or {}).get("busy_wait_ms")
+        if busy_wait is not None:
+            dispatcher.busy.busy_wait = float(busy_wait) / 1000.0
         for entry in data.get("users") or []:
             dispatcher.users.add(str(entry["name"]), str(entry["password"]), str(entry.get("role") or ""),
                                  bool(entry.get("subject", True)))
@@ -240,6 +248,18 @@ class Simulator:
     def set_login_failure_delay(self, ms: float) -> None:
         """How long a failed login takes to answer (XAPI: 5000 ms)."""
         self.dispatcher.users.failure_delay = float(ms) / 1000.0
+
+    def set_busy_wait(self, ms: float) -> None:
+        """How long a synchronous VIF/VM operation waits for a busy object (XAPI: 2 h) — bot/xen/sim/busy.py."""
+        self.dispatcher.busy.busy_wait = float(ms) / 1000.0
+
+    def set_operation_time(self, ms: float, pattern: str = "*") -> None:
+        """Synchronous VIF/VM operations matching ``pattern`` hold the object busy for ``ms`` before
+        they take effect and answer (a slow hotplug, a guest slow to shut down); 0 removes it."""
+        if float(ms) <= 0:
+            self.dispatcher.busy.op_times.pop(str(pattern), None)
+        else:
+            self.dispatcher.busy.op_times[str(pattern)] = float(ms) / 1000.0
 
     def set_latency(self, ms: float) -> None:
         """Global latency added to every XAPI call (not to ``sim.*``)."""

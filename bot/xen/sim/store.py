@@ -397,6 +397,11 @@ class Store:
                 while len(queue) >= self._event_retention:
                     queue.popleft()
 
+    @property
+    def closed(self) -> bool:
+        """True once the simulator stopped: waits inside calls give up."""
+        return self._closed
+
     def close(self) -> None:
         """Wake every long-poller so a stopping server does not wait for their timeouts."""
         with self.lock:
