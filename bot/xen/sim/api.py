@@ -170,6 +170,9 @@ class Dispatcher:
         from bot.xen.sim import lifecycle  # VIF.create/destroy, VM.clone/copy/destroy (lifecycle.py)
 
         lifecycle.register(self)
+        from bot.xen.sim import toolstack  # host.restart_agent, VM.pool_migrate (toolstack.py)
+
+        toolstack.register(self)
         self.users = rbac.Users()  # users, roles, RBAC_PERMISSION_DENIED (rbac.py)
         self.busy = Busy(self)  # synchronous operations wait while the object is busy (busy.py)
         rbac.register(self)

@@ -58,6 +58,7 @@ class Simulator:
             "sim.move_master": self.move_master,
             "sim.forget_events": self.pool.forget_events,
             "sim.start_of_day": self.pool.start_of_day,
+            "sim.restart_agent": self.restart_agent,
             "sim.set_task_delay": self.set_task_delay,
             "sim.set_guest_agent_delay": self.set_guest_agent_delay,
             "sim.stop_master": self.stop_master,
@@ -237,6 +238,16 @@ class Simulator:
     def start_host(self, host: str) -> None:
         """A host stopped by ``stop_master`` answers again."""
         self.dispatcher.emergency.start_host(self.pool.host(host))
+
+    def restart_agent(self, host: str) -> None:
+        """``xe-toolstack-restart`` on ``host`` run by someone else (e.g. in dom0's shell): PIF keys
+        re-applied, ``agent_start_time`` updated, sessions lost if it is the master (toolstack.py)."""
+        from bot.xen.sim import toolstack
+
+        ref = self.pool.host(host)
+        toolstack.restart_agent(self.pool, ref)
+        if ref == self.pool.master_ref:
+            self.dispatcher.expire_sessions()
 
     def add_user(self, name: str, password: str, role: str = "", subject: bool = True) -> None:
         """A directory user who may log in with ``role`` (pool-admin, pool-operator, vm-power-admin,
