@@ -154,15 +154,34 @@ def activation_for(iface: Interface, inventory: PoolInventory) -> str:
     return "pif-plug"
 
 
+# Per activation kind, what makes the key take effect and what that disrupts. Two manual ways are
+# gentler than what xenbot automates and are offered here; xenbot never does them itself, but notices
+# them in the event feed (bot/services/outside_activation.py): a toolstack restart plugs every PIF of
+# the host again at xapi's start of day (XA ocaml/xapi/xapi_pif.ml start_of_day_best_effort_bring_up),
+# and a live migration rebuilds every VIF of the VM on the destination (ocaml/xenopsd/scripts/vif-real).
 ACTIVATION_TEXT: Mapping[str, str] = {
-    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop)",
-    "vm-power-cycle": "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough)",
+    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop), or live-migrate the VM",
+    "vm-power-cycle": (
+        "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough); "
+        "no downtime instead: live-migrate the VM to another host (by hand)"
+    ),
     "next-start": "nothing now: applied when the halted VM next starts",
     "next-plug": "nothing now: applied when the interface is next plugged",
-    "pif-plug": "replug the PIF (PIF.unplug + PIF.plug) or reboot the host",
-    "bond-replug": "bond member: replug the bond's PIF or reboot the host (handle with care)",
+    "pif-plug": (
+        "plug the PIF again (PIF.plug: the bridge is rebuilt, a brief drop for its VMs); least disruptive, "
+        "by hand: restart the toolstack on its host (xe-toolstack-restart; VMs keep running); or reboot the host"
+    ),
+    "bond-replug": (
+        "bond member: plug the bond's PIF again (a brief drop on the bond; handle with care); least disruptive, "
+        "by hand: restart the toolstack on its host (xe-toolstack-restart); or reboot the host"
+    ),
     "agent-unknown": "unknown until the guest agent reports (it has not since the VM started); ask again then",
-    "management-replug": "management PIF: replugging cuts the host off XAPI; reboot the host in a window",
+    "management-replug": (
+        "management PIF: not automated (replugging cuts the host off XAPI); by hand: restart the toolstack "
+        "on the host (xe-toolstack-restart re-applies it without a reboot), or reboot it in a window"
+    ),
+    "toolstack-restart": "restart the toolstack on the host by hand (xe-toolstack-restart): every PIF's keys "
+    "are applied again; VMs keep running, XAPI is away for a minute",
 }
 
 # Activations xenbot performs itself when "Activate now" is approved.
