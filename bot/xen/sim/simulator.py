@@ -40,6 +40,9 @@ class Simulator:
         self.faults = faults
         self.server = server
         self._stopped = False
+        self.certificates: dict[str, str] = {}  # host name -> its certificate (PEM), with tls=True
+        self.ca_file: Path | None = None  # all hosts' certificates in one PEM bundle, with tls=True
+        self._tls_folder: Path | None = None
         self._sim_methods: dict[str, Callable[..., Any]] = {
             "sim.info": self.info,
             "sim.get_effective_offload": self.effective_offload,
@@ -88,6 +91,7 @@ class Simulator:
         guest_agent_delay_ms: float | None = 0.0,
         login_failure_delay_ms: float = 5000.0,
         busy_wait_ms: float | None = None,
+        tls: bool = False,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
@@ -100,7 +104,9 @@ class Simulator:
         answers after ``login_failure_delay_ms`` (XAPI: 5 s). The fixture's ``users`` are the
         directory users besides root (see :meth:`add_user`). ``busy_wait_ms`` bounds how long a
         synchronous operation on a busy object waits before ``OTHER_OPERATION_IN_PROGRESS`` (XAPI:
-        2 hours; the fixture's ``settings: {busy_wait_ms: N}`` when not given).
+        2 hours; the fixture's ``settings: {busy_wait_ms: N}`` when not given). ``tls=True`` serves
+        each host over HTTPS with its own self-signed certificate (tls.py); ``ca_file`` is then a
+        bundle of them all.
         """
         data = load_fixture(fixture)
         pool = build_pool(data, seed=seed, network_backend=network_backend)
@@ -124,8 +130,28 @@ class Simulator:
         with pool.lock:
             for ep in endpoints:
                 pool.set_field(ep.host_ref, "address", ep.address)
+        if tls:
+            sim._serve_tls()
         server.start()
         return sim
+
+    def _serve_tls(self) -> None:
+        import tempfile
+
+        from bot.xen.sim.tls import host_certificate
+
+        folder = Path(tempfile.mkdtemp(prefix="xenbot-sim-tls-"))
+        self._tls_folder = folder
+        contexts = {}
+        for ep in self.server.endpoints:
+            fields = self.pool.fields(ep.host_ref)
+            name = str(fields["name_label"])
+            cert = host_certificate(name, [str(fields["hostname"]), name], [ep.ip], folder)
+            self.certificates[name] = cert.cert_pem
+            contexts[ep.host_ref] = cert.server_context()
+        self.ca_file = folder / "pool-bundle.pem"
+        self.ca_file.write_text("".join(self.certificates.values()), encoding="utf-8")
+        self.server.enable_tls(contexts)
 
     def stop(self) -> None:
         """Stop serving: listeners and connections closed, hung and long-polling calls end."""
@@ -135,6 +161,10 @@ class Simulator:
         self.pool.agent.close()
         self.pool.close()
         self.server.stop()
+        if self._tls_folder is not None:
+            import shutil
+
+            shutil.rmtree(self._tls_folder, ignore_errors=True)
 
     def __enter__(self) -> Simulator:
         return self
@@ -192,6 +222,7 @@ class Simulator:
             "user": self.user,
             "password": self.password,
             "shared_port": self.server.shared_port,
+            "ca_file": str(self.ca_file or ""),
         }
 
     # -------------------------------------------------------------- control
