@@ -527,7 +527,9 @@ class Dispatcher:
         done = [t for t in self.pool.all("task") if t.fields["status"] != "pending" and t.ref != task]
         for old in done[: max(0, len(done) + 1 - self.max_completed_tasks)]:
             self.pool.destroy(old.ref)  # XAPI deletes the oldest completed tasks beyond its limit
-        wire_result = "" if result in ("", None) else f"<value>{result}</value>"
+        # gen_server.ml: a void result is marshalled as Rpc.String "" and stored as Xmlrpc.to_string,
+        # so even a void task's result reads "<value></value>" (taskHelper.ml set_result_on_task).
+        wire_result = f"<value>{'' if result is None else result}</value>"
         self.pool.update(
             task,
             {
