@@ -31,7 +31,7 @@ import XenAPI
 from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
-from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable
+from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable, XenError
 from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
 from bot.xen.records import Records, build_inventory
 
@@ -342,7 +342,11 @@ class PoolGateway:
         generation = self._ensure_session()
         cached = self._permissions
         if cached is None or cached[0] != generation:
-            cached = (generation, self._read_permissions())
+            try:
+                cached = (generation, self._read_permissions())
+            except XenError as exc:  # unreachable now: unknown, and asked again next time
+                log.info("pool %s: cannot read this session's permissions (%s)", self.name, exc)
+                return None
             self._permissions = cached
         if cached[1] is None:
             return None
