@@ -61,10 +61,9 @@ class XapiAuthFailed(XenError):
     def __init__(self, pool: str, user: str, answer: Sequence[object] = ()) -> None:
         self.pool = pool
         self.answer = [str(a) for a in answer]  # XAPI's ErrorDescription, when it gave one
-        why = {
+        why = {  # XA ocaml/xapi/xapi_session.ml: the password was right, the pool still says no
             "SESSION_AUTHORIZATION_FAILED": "authenticated, but the pool has no subject for it",
             "RBAC_PERMISSION_DENIED": "authenticated, but its subject has no role in the pool",
-        }.get(self.answer[0] if self.answer else "", "refused the credentials")
-        text = f"pool {pool!r} refused the credentials of user {user!r}" if why == "refused the credentials" \
-            else f"pool {pool!r} refused user {user!r}: {why}"
-        super().__init__(text)
+        }.get(self.answer[0] if self.answer else "")
+        super().__init__(f"pool {pool!r} refused user {user!r}: {why}" if why
+                         else f"pool {pool!r} refused the credentials of user {user!r}")
