@@ -14,7 +14,7 @@ from bot.xen.sim import Simulator
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator.start(fixture="demo", task_delay_ms=5, event_batch_ms=5) as simulator:
+    with Simulator.start(fixture="demo", task_delay_ms=5, event_batch_ms=5, login_failure_delay_ms=0) as simulator:
         yield simulator
 
 

@@ -27,9 +27,17 @@ from bot.domain.model import Interface, Pif, PoolInventory, Vif, Vm
 # Kinds of change request whose approval runs an activation (not other-config writes).
 ACTIVATION_KINDS = frozenset({"activate", "start-vm", "plug-vif"})
 
+# Per activation kind, what makes the key take effect and what that disrupts. Two manual ways are
+# gentler than what xenbot automates and are offered here; xenbot never does them itself, but notices
+# them in the event feed (bot/services/outside_activation.py): a toolstack restart plugs every PIF of
+# the host again at xapi's start of day (XA ocaml/xapi/xapi_pif.ml start_of_day_best_effort_bring_up),
+# and a live migration rebuilds every VIF of the VM on the destination (ocaml/xenopsd/scripts/vif-real).
 ACTIVATION_TEXT: Mapping[str, str] = {
-    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop)",
-    "vm-power-cycle": "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough)",
+    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop), or live-migrate the VM",
+    "vm-power-cycle": (
+        "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough); "
+        "no downtime instead: live-migrate the VM to another host (by hand)"
+    ),
     "next-start": "nothing now: applied when the halted VM next starts",
     "next-resume": "nothing now: applied when the suspended VM resumes (its devices are created again)",
     "next-plug": "nothing now: applied when the interface is next plugged",
@@ -40,13 +48,24 @@ ACTIVATION_TEXT: Mapping[str, str] = {
     "vm-op-blocked": "not automated: the VM blocks an operation activation needs (blocked_operations)",
     "vm-lacks-feature": "not automated: XAPI refuses its clean shutdown (VM_LACKS_FEATURE); shut it down "
     "from inside the guest and start it",
-    "pif-plug": "replug the PIF (PIF.plug re-applies the keys) or reboot the host",
+    "pif-plug": (
+        "plug the PIF again (PIF.plug: the bridge is rebuilt, a brief drop for its VMs); least disruptive, "
+        "by hand: restart the toolstack on its host (xe-toolstack-restart; VMs keep running); or reboot the host"
+    ),
     "pif-plug-manual": "not automated: PIF.plug rebuilds the bridge of a PIF that carries dom0 traffic "
     "(storage IP or disallow_unplug); plug it in a window or reboot the host",
-    "bond-replug": "bond member: replug the bond's PIF or reboot the host (handle with care)",
+    "bond-replug": (
+        "bond member: plug the bond's PIF again (a brief drop on the bond; handle with care); least disruptive, "
+        "by hand: restart the toolstack on its host (xe-toolstack-restart); or reboot the host"
+    ),
     "bond-replug-manual": "not automated: the bond carries management, storage or disallow_unplug, and a "
     "plug rebuilds it; reboot the host in a window",
-    "management-replug": "management PIF: replugging cuts the host off XAPI; reboot the host in a window",
+    "management-replug": (
+        "management PIF: not automated (replugging cuts the host off XAPI); by hand: restart the toolstack "
+        "on the host (xe-toolstack-restart re-applies it without a reboot), or reboot it in a window"
+    ),
+    "toolstack-restart": "restart the toolstack on the host by hand (xe-toolstack-restart): every PIF's keys "
+    "are applied again; VMs keep running, XAPI is away for a minute",
     "vm-start": "start the VM that an activation left halted",
     "vif-plug": "plug the VIF that an activation left unplugged",
 }

@@ -153,6 +153,24 @@ def interfaces_in_scope(inventory: PoolInventory, scope_kind: ScopeKind, target:
     return [*(p for h in hosts for p in inventory.pifs_of(h)), *(v for vm in vms for v in inventory.vifs_of(vm))]
 
 
+# Who may write a VIF's / PIF's other_config (XA ocaml/idl/datamodel.ml: field writers default to the
+# class's roles, VIF vm-admin and above, PIF pool-operator and above; ocaml/xapi/rbac.ml refuses others).
+WRITER_ROLES: Mapping[str, str] = {"vif": "pool-admin, pool-operator, vm-power-admin or vm-admin",
+                                   "pif": "pool-admin or pool-operator"}
+NO_PERMISSION_MARK = ":no_entry:"
+
+
+def permission_note(kind: str, user: str, pool: str) -> str:
+    """Said in the plan, before anyone approves, instead of an apply that fails on every write."""
+    return (f"{NO_PERMISSION_MARK} xenbot's XAPI account {user!r} on pool {pool} may not write {kind.upper()} "
+            f"settings (XAPI answers RBAC_PERMISSION_DENIED); give it the role {WRITER_ROLES[kind]}.")
+
+
+def lacks_permission(plan: Plan) -> str | None:
+    """The permission note of a plan that xenbot's account could not apply, if any."""
+    return next((n for n in plan.notes if n.startswith(NO_PERMISSION_MARK)), None)
+
+
 def plan_change(
     inventory: PoolInventory,
     action: ChangeAction,

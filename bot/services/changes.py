@@ -26,6 +26,8 @@ from bot.domain.changes import (
     ChangeAction,
     Plan,
     interfaces_in_scope,
+    lacks_permission,
+    permission_note,
     plan_activation,
     plan_change,
     plan_repair,
@@ -69,7 +71,11 @@ class ChangeService(ChangeApprovals):
 
     def plan(self, action: ChangeAction, modes: Sequence[str], scope: Scope) -> Plan:
         inventory, label, interfaces = self.resolve_scope(scope)
-        return plan_change(inventory, action, modes, scope.kind, label, interfaces)
+        plan = plan_change(inventory, action, modes, scope.kind, label, interfaces)
+        gateway = self.inspection.gateways.get(inventory.pool)  # RBAC: may xenbot's account write these?
+        denied = sorted({i.kind for i in plan.interfaces if gateway.may_write(i.kind) is False})
+        notes = tuple(permission_note(kind, gateway.settings.username, inventory.pool) for kind in denied)
+        return replace(plan, notes=plan.notes + notes) if notes else plan
 
     def replan(self, request: ChangeRequest) -> Plan:
         """The same request computed again from live state, for comparison with the approved plan.
@@ -109,6 +115,8 @@ class ChangeService(ChangeApprovals):
         except ModeError as exc:
             raise ChangeError(str(exc)) from None
         plan = self.plan(action, modes, scope)
+        if (refusal := lacks_permission(plan)) is not None:
+            raise ChangeError(refusal)
         if not plan.interfaces:
             return render.nothing_to_do(plan)
         request = self.create_request(

@@ -22,13 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db.models import WatcherLease
+from bot.services.outside_activation import OutsideActivations
 from bot.services.policies import PolicyService
 from bot.xen.errors import XapiError, XenError
 from bot.xen.gateway import PoolGateway
 
 log = logging.getLogger(__name__)
 
-CLASSES = ["VIF", "PIF", "VM"]
+CLASSES = ["VIF", "PIF", "VM", "host"]  # host: agent_start_time shows a toolstack restart
 GAP_ERRORS = frozenset({"EVENTS_LOST", "EVENT_FROM_TOKEN_PARSE_FAILURE", "SESSION_NOT_REGISTERED"})
 
 
@@ -108,6 +109,7 @@ class PoolWatcher:
         self._rescan = threading.Event()
         self._waiting = threading.Event()  # set while blocked in the long-poll, doing nothing else
         self._thread: threading.Thread | None = None
+        self.outside = OutsideActivations(policies.sessions, gateway.name)  # migrations, toolstack restarts
 
     def request_rescan(self) -> None:
         """Ask for a full re-scan at the next iteration (as after a gap)."""
@@ -182,6 +184,7 @@ class PoolWatcher:
         burst = _Burst()
         self._absorb(burst, result)
         if burst.empty():
+            self.outside.flush(self.gateway.inventory)
             return
         deadline = time.monotonic() + self.max_burst_seconds
         while time.monotonic() < deadline and not self._stop.is_set():
@@ -195,6 +198,7 @@ class PoolWatcher:
         """Take a token first, then read everything: nothing between the two can be missed."""
         self.token = self.gateway.event_token()  # not event.from(CLASSES, ""): that dumps every VM
         inventory = self.gateway.inventory()
+        self.outside.prime(inventory)
         self.policies.on_changes(self.pool, inventory, affected=None)
         self.scans += 1
 
@@ -205,6 +209,7 @@ class PoolWatcher:
     def _absorb(self, burst: _Burst, result: dict[str, Any]) -> None:
         self.token = str(result["token"])
         for event in result.get("events", []):
+            self.outside.see(event)
             cls = str(event.get("class", "")).lower()
             ref = str(event.get("ref", ""))
             operation = event.get("operation")
@@ -222,6 +227,7 @@ class PoolWatcher:
                     burst.new_vm_refs.add(ref)
 
     def _evaluate(self, burst: _Burst) -> None:
+        self.outside.flush(self.gateway.inventory)
         inventory = self.gateway.inventory()
         affected: set[str] = set()
         new: set[str] = set()

@@ -58,6 +58,12 @@ class XapiUnavailable(XenError):
 class XapiAuthFailed(XenError):
     """Credentials were refused: retrying cannot help, an operator must fix the config."""
 
-    def __init__(self, pool: str, user: str) -> None:
+    def __init__(self, pool: str, user: str, answer: Sequence[object] = ()) -> None:
         self.pool = pool
-        super().__init__(f"pool {pool!r} refused the credentials of user {user!r}")
+        self.answer = [str(a) for a in answer]  # XAPI's ErrorDescription, when it gave one
+        why = {  # XA ocaml/xapi/xapi_session.ml: the password was right, the pool still says no
+            "SESSION_AUTHORIZATION_FAILED": "authenticated, but the pool has no subject for it",
+            "RBAC_PERMISSION_DENIED": "authenticated, but its subject has no role in the pool",
+        }.get(self.answer[0] if self.answer else "")
+        super().__init__(f"pool {pool!r} refused user {user!r}: {why}" if why
+                         else f"pool {pool!r} refused the credentials of user {user!r}")

@@ -31,7 +31,7 @@ import XenAPI
 from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
-from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable
+from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable, XenError
 from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
 from bot.xen.records import Records, build_inventory
 
@@ -45,6 +45,11 @@ ORIGINATOR = "xenbot"
 _MAX_REDIRECTS = 3
 _MAX_RELOGINS = 2
 AUTH_FAILURE_BACKOFF_SECONDS = 30.0
+# Login answers that mean "these credentials will not do" (XA ocaml/xapi/xapi_session.ml): a wrong
+# password, an AD user without a subject in the pool, a subject without a role (that one comes as
+# RBAC_PERMISSION_DENIED ["session.login_with_password", ...]). Each costs XAPI's 5 s delay, and
+# repeating them can lock a directory account: back off until an operator fixes the config.
+LOGIN_REFUSALS = frozenset({"SESSION_AUTHENTICATION_FAILED", "SESSION_AUTHORIZATION_FAILED", "RBAC_PERMISSION_DENIED"})
 # What a member answers to every call, login included, while it cannot reach its master (its
 # xapi is in emergency mode: XA ocaml/xapi/api_server.ml, the codes set in ocaml/xapi/xapi.ml).
 # Never HOST_IS_SLAVE: the caller must try the other hosts itself to find a promoted member.
@@ -154,6 +159,8 @@ class PoolGateway:
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._executor: ThreadPoolExecutor | None = None
         self._auth_failed_until = 0.0
+        self._auth_answer: list[str] = []
+        self._permissions: tuple[int, tuple[bool, frozenset[str]] | None] | None = None
         self._closed = False
         self._inventory_lock = threading.Lock()
         self._mirror: RecordMirror | None = None
@@ -346,6 +353,37 @@ class PoolGateway:
                 self._invalidate_session(generation)
         raise AssertionError("unreachable")
 
+    def may_write(self, kind: InterfaceKind) -> bool | None:
+        """Whether this pool's XAPI account may write a VIF's/PIF's other_config; None if XAPI did
+        not say. RBAC (XA ocaml/xapi/rbac.ml): root's session is ``is_local_superuser`` with an
+        *empty* ``rbac_permissions``; any other session lists its permissions, lower-case action
+        names. Asked once per session (roles change only at the next login)."""
+        generation = self._ensure_session()
+        cached = self._permissions
+        if cached is None or cached[0] != generation:
+            try:
+                cached = (generation, self._read_permissions())
+            except XenError as exc:  # unreachable now: unknown, and asked again next time
+                log.info("pool %s: cannot read this session's permissions (%s)", self.name, exc)
+                return None
+            self._permissions = cached
+        if cached[1] is None:
+            return None
+        superuser, granted = cached[1]
+        cls = _cls(kind).lower()
+        return superuser or {f"{cls}.add_to_other_config", f"{cls}.remove_from_other_config"} <= granted
+
+    def _read_permissions(self) -> tuple[bool, frozenset[str]] | None:
+        with self._lock:
+            ref = self._session_ref
+        try:
+            if self.call("session.get_is_local_superuser", ref):
+                return True, frozenset()
+            return False, frozenset(str(p).lower() for p in self.call("session.get_rbac_permissions", ref))
+        except XapiError as exc:
+            log.info("pool %s: cannot read this session's permissions (%s)", self.name, exc.short)
+            return None
+
     def check(self) -> str:
         """Log in (following the master) and return the master's URL; raises when unreachable."""
         self._ensure_session()
@@ -384,11 +422,12 @@ class PoolGateway:
                 raise XapiUnavailable(self.name, "the gateway is closed")
             if time.monotonic() < self._auth_failed_until:
                 # Repeating a refused password can lock the account; wait for the operator's fix.
-                raise XapiAuthFailed(self.name, self.settings.username)
+                raise XapiAuthFailed(self.name, self.settings.username, self._auth_answer)
             try:
                 ref = self._login()
-            except XapiAuthFailed:
+            except XapiAuthFailed as exc:
                 self._auth_failed_until = time.monotonic() + AUTH_FAILURE_BACKOFF_SECONDS
+                self._auth_answer = exc.answer
                 raise
             with self._lock:
                 self._session_ref = ref
@@ -424,9 +463,9 @@ class PoolGateway:
                         answers[url] = f"HOST_IS_SLAVE {details[1]}"
                         candidates.insert(0, url_for_address(url, str(details[1])))
                         continue
-                    if details and details[0] == "SESSION_AUTHENTICATION_FAILED":
-                        answers[url] = "SESSION_AUTHENTICATION_FAILED"
-                        raise XapiAuthFailed(self.name, self.settings.username) from None
+                    if details and details[0] in LOGIN_REFUSALS:
+                        answers[url] = str(details[0])
+                        raise XapiAuthFailed(self.name, self.settings.username, details) from None
                     # A member in emergency mode (master down) answers this to every call: go on,
                     # one of the other hosts may have been promoted to master.
                     answers[url] = " ".join(str(d) for d in details) or "UNKNOWN_ERROR"

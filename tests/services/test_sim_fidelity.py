@@ -119,3 +119,26 @@ def test_readyz_and_pools_say_what_each_host_answered_while_the_master_is_down(s
     assert "what each host answered" in listing and "HOST_STILL_BOOTING" in listing
     ok, report = readiness(services)
     assert not ok and report["pools"]["demo"]["hosts"][sim.host_urls[booting]] == "HOST_STILL_BOOTING"
+
+
+def test_a_role_that_cannot_write_pifs_gets_a_plan_that_says_so(sim, db_url):
+    """RBAC (ocaml/xapi/rbac.ml; PIF fields are written by pool-operator and above in
+    ocaml/idl/datamodel.ml): the request is refused with the reason before anyone approves,
+    instead of an apply whose every write fails with RBAC_PERMISSION_DENIED."""
+    from pydantic import SecretStr
+
+    from bot.services.changes import ChangeError
+    from tests.services.test_apply import stack
+
+    sim.add_user("netbot", "pw", "vm-admin")
+    built, _ = stack(sim, db_url, pool={"username": "netbot", "password": SecretStr("pw")})
+    try:
+        plan = built.changes.plan("off", ("tso",), Scope("host", "xcp-host1"))
+        assert plan.interfaces and any("may not write PIF settings" in n for n in plan.notes)
+        with pytest.raises(ChangeError, match="pool-admin or pool-operator"):
+            built.changes.request(requester="U123", channel="C123", action="off", scope=Scope("host", "xcp-host1"),
+                                  modes_text="tso", reason="test")
+        vif_plan = built.changes.plan("off", ("tx",), Scope("vm", "ubuntu-web02"))
+        assert vif_plan.interfaces and not any("may not write" in n for n in vif_plan.notes)  # VIFs: vm-admin may
+    finally:
+        built.close()

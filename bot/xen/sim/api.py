@@ -24,10 +24,11 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.xen.sim import errors
+from bot.xen.sim import errors, rbac
+from bot.xen.sim.busy import Busy
 from bot.xen.sim.errors import XapiError
 from bot.xen.sim.pool import Pool, utc_now
 from bot.xen.sim.schema import SCHEMA, ClassSpec, Field, Kind, from_wire, to_wire
@@ -71,6 +72,7 @@ class Session:
     this_host: str
     originator: str
     created: float
+    role: str | None = None  # None: the local superuser (root), who may call everything (rbac.py)
 
 
 # XAPI's limits (XA ocaml/xapi/xapi_globs.ml): beyond them the least recently used
@@ -93,10 +95,10 @@ class Sessions:
         self.max_per_originator = max_per_originator
         self.max_anonymous = max_anonymous
 
-    def create(self, user: str, host: str, originator: str) -> Session:
+    def create(self, user: str, host: str, originator: str, role: str | None = None) -> Session:
         """Log a user in on ``host``, evicting the least recently used sessions over the limit."""
         ident = str(uuidlib.uuid4())
-        session = Session("OpaqueRef:" + str(uuidlib.uuid4()), ident, user, host, originator, time.time())
+        session = Session("OpaqueRef:" + str(uuidlib.uuid4()), ident, user, host, originator, time.time(), role)
         with self._lock:
             self._sessions[session.ref] = session
             self._last_active[session.ref] = time.monotonic()
@@ -168,6 +170,12 @@ class Dispatcher:
         from bot.xen.sim import lifecycle  # VIF.create/destroy, VM.clone/copy/destroy (lifecycle.py)
 
         lifecycle.register(self)
+        from bot.xen.sim import toolstack  # host.restart_agent, VM.pool_migrate (toolstack.py)
+
+        toolstack.register(self)
+        self.users = rbac.Users()  # users, roles, RBAC_PERMISSION_DENIED (rbac.py)
+        self.busy = Busy(self)  # synchronous operations wait while the object is busy (busy.py)
+        rbac.register(self)
 
     # ------------------------------------------------------------------ public
     def message_names(self) -> list[str]:
@@ -186,14 +194,21 @@ class Dispatcher:
         if not minimum <= len(params) <= expected:
             raise XapiError(errors.MESSAGE_PARAMETER_COUNT_MISMATCH, [method, expected, len(params)])
         if msg.needs_session:
-            self._check_session(host, params[0])
+            session = self._check_session(host, params[0])
             ctx = CallContext(host, params[0])
             args = params[1:]
+            denied = rbac_denial(session.role, method)
+            if denied is not None and not is_async:
+                raise denied
+            if denied is not None:  # gen_server.ml: the RBAC check runs inside the task
+                msg = replace(msg, precheck=_raise(denied))
         else:
             ctx = CallContext(host, "")
             args = params
         if is_async:
             return self._spawn_task(ctx, method, msg, args)
+        if msg.precheck is not None:
+            return self.busy.call(ctx, method, msg, args)
         return msg.handler(ctx, args)
 
     def expire_sessions(self) -> int:
@@ -208,13 +223,15 @@ class Dispatcher:
         with self.pool.lock:
             return str(self.pool.get(self.pool.master_ref, "host").fields["address"])
 
-    def _check_session(self, host: str, ref: object) -> None:
-        if self.sessions.get(ref) is None:
+    def _check_session(self, host: str, ref: object) -> Session:
+        session = self.sessions.get(ref)
+        if session is None:
             raise XapiError(errors.SESSION_INVALID, [str(ref)])
         with self.pool.lock:
             is_master = host == self.pool.master_ref
         if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
+        return session
 
     def _alive(self, ref: str) -> Callable[[], None]:
         def check() -> None:
@@ -383,10 +400,18 @@ class Dispatcher:
             host = pool.get(a[1], "host").ref
             pool.vm_start(_ref_param(a[0]), _bool_param(a[2], "start_paused"), _bool_param(a[3], "force"), host)
 
+        def start_check(first_bool: int) -> Precheck:  # parameters are unmarshalled before any check
+            def check(a: tuple[Any, ...]) -> tuple[str, str] | None:
+                _bool_param(a[first_bool], "start_paused")
+                _bool_param(a[first_bool + 1], "force")
+                return vm_check("start")(a)
+
+            return check
+
         self._add("VM.start", ("self", "start_paused", "force"), void(start), asyncable=True,
-                  precheck=vm_check("start"))
+                  precheck=start_check(1))
         self._add("VM.start_on", ("self", "host", "start_paused", "force"), void(start_on), asyncable=True,
-                  precheck=vm_check("start"))
+                  precheck=start_check(2))
         def power_op(op: str) -> Callable[[tuple[Any, ...]], None]:
             hard = op.startswith("hard_")
             if op.endswith("shutdown"):
@@ -445,9 +470,14 @@ class Dispatcher:
             is_master = ctx.host == self.pool.master_ref
         if not is_master:
             raise XapiError(errors.HOST_IS_SLAVE, [self._master_address()])
-        if user != self.user or pwd != self.password:
-            raise XapiError(errors.SESSION_AUTHENTICATION_FAILED, [user, "Authentication failure"])
-        return self.sessions.create(user, ctx.host, originator).ref
+        if user == self.user and pwd == self.password:
+            return self.sessions.create(user, ctx.host, originator).ref  # root: the local superuser
+        try:
+            role = self.users.authenticate(user, pwd).role
+        except XapiError:
+            time.sleep(self.users.failure_delay)  # xapi_session.ml: every failed login waits 5 s
+            raise
+        return self.sessions.create(user, ctx.host, originator, role).ref
 
     def _logout(self, ctx: CallContext, a: tuple[Any, ...]) -> Any:
         self.sessions.destroy(ctx.session)
@@ -509,7 +539,9 @@ class Dispatcher:
         done = [t for t in self.pool.all("task") if t.fields["status"] != "pending" and t.ref != task]
         for old in done[: max(0, len(done) + 1 - self.max_completed_tasks)]:
             self.pool.destroy(old.ref)  # XAPI deletes the oldest completed tasks beyond its limit
-        wire_result = "" if result in ("", None) else f"<value>{result}</value>"
+        # gen_server.ml: a void result is marshalled as Rpc.String "" and stored as Xmlrpc.to_string,
+        # so even a void task's result reads "<value></value>" (taskHelper.ml set_result_on_task).
+        wire_result = f"<value>{'' if result is None else result}</value>"
         self.pool.update(
             task,
             {
@@ -521,6 +553,22 @@ class Dispatcher:
                 "allowed_operations": [],
             },
         )
+
+
+def rbac_denial(role: str | None, method: str) -> XapiError | None:
+    """RBAC_PERMISSION_DENIED if a session with ``role`` may not call ``method`` (rbac.py)."""
+    try:
+        rbac.check(role, method)
+    except XapiError as exc:
+        return exc
+    return None
+
+
+def _raise(error: XapiError) -> Precheck:
+    def precheck(a: tuple[Any, ...]) -> tuple[str, str] | None:
+        raise error
+
+    return precheck
 
 
 def _str_param(value: Any, name: str) -> str:

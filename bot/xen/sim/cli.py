@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--guest-agent-delay-ms", type=float, default=5000.0,
                         help="after VM.start, how long VM.guest_metrics stays NULL until the guest agent "
                         "reports again, as on a real pool (default 5000; -1 = never)")
+    parser.add_argument("--login-failure-delay-ms", type=float, default=5000.0,
+                        help="how long a failed login takes to answer, as XAPI's 5 s (default 5000)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS, each host with its own self-signed certificate (as XAPI's gencert "
+                        "makes them); the line printed names a CA bundle of them all, for a client's ca_file")
     parser.set_defaults(func=run)
 
 
@@ -56,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             seed=args.seed,
             guest_agent_delay_ms=None if args.guest_agent_delay_ms < 0 else args.guest_agent_delay_ms,
+            login_failure_delay_ms=args.login_failure_delay_ms,
+            tls=args.tls,
         )
+    except ImportError as exc:
+        print(f"xenbot-sim: --tls needs the cryptography package (pip install 'xenbot[sim]'): {exc}", file=sys.stderr)
+        return 1
     except (FixtureError, OSError) as exc:
         print(f"xenbot-sim: {exc}", file=sys.stderr)
         return 1
@@ -67,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        bundle = f"; CA bundle {sim.ca_file}" if sim.ca_file else ""
         print(
-            f'xenbot-sim: serving pool "{sim.name}" at {sim.url} (user {sim.user}, password {sim.password})',
+            f'xenbot-sim: serving pool "{sim.name}" at {sim.url} (user {sim.user}, password {sim.password}{bundle})',
             flush=True,
         )
         while not stop.wait(0.5):

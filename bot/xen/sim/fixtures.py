@@ -76,6 +76,14 @@ Schema (every key optional unless marked *required*)::
             mtu: 1500
             other_config: {ethtool-tx: "off"}
             attached: true            # default: true when the VM is Running/Paused
+    users:                            # directory users besides root (read by Simulator.start)
+      - name: alice                   # *required*
+        password: s3cret              # *required*
+        role: vm-admin                # pool-admin | pool-operator | vm-power-admin | vm-admin |
+                                      # vm-operator | read-only; omit = a subject without roles
+        subject: true                 # false = authenticates, but the pool does not know them
+    settings:                         # simulator settings (read by Simulator.start)
+      busy_wait_ms: 7200000           # how long a synchronous call waits for a busy object (XAPI: 2 h)
 
 YAML is read with YAML 1.2 booleans (only ``true``/``false``), so ``off``, ``no``
 and ``on`` stay strings — ``ethtool-tx: off`` means the string ``"off"``, as the

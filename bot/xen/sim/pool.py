@@ -659,9 +659,9 @@ class Pool(Store):
                     table[op] = err
 
         current: dict[str, str] = vif.fields["current_operations"]
-        if current:
-            task, op = next(iter(current.items()))
-            set_error(XapiError(errors.OTHER_OPERATION_IN_PROGRESS, ["VIF", vif.ref, op, task]), table)
+        if current:  # xapi_vif_helpers.ml formats every VIF's concurrent operations as sets
+            ops, tasks = "{" + "; ".join(current.values()) + "}", "{" + "; ".join(current) + "}"
+            set_error(XapiError(errors.OTHER_OPERATION_IN_PROGRESS, ["VIF", vif.ref, ops, tasks]), table)
         vm = self.find(vif.fields["VM"])
         power = vm.fields["power_state"] if vm is not None else "Halted"
         if power == "Running":
@@ -672,6 +672,10 @@ class Pool(Store):
         else:
             vm_ref = vm.ref if vm is not None else str(vif.fields["VM"])
             set_error(XapiError(errors.VM_BAD_POWER_STATE, [vm_ref, "running", power.lower()]), ["plug", "unplug"])
+        for vm_op in (vm.fields["current_operations"].values() if vm is not None else ()):
+            if vm_op in ("clean_shutdown", "hard_shutdown", "suspend", "pause"):  # not retried by XAPI
+                text = f"Current operation on VM:{vm.ref if vm is not None else ''} is {vm_op}"
+                set_error(XapiError(errors.OPERATION_NOT_ALLOWED, [text]), ["plug", "unplug"])
         if vm is not None and power == "Running" and vm.fields["domain_type"] == "hvm":
             gm = self.find(vm.fields["guest_metrics"])
             hotplug = gm.fields["can_use_hotplug_vif"] if gm is not None else "unspecified"

@@ -28,6 +28,7 @@ import ipaddress
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import xmlrpc.client
@@ -54,12 +55,13 @@ class Endpoint:
     port: int
     address: str  # host.address: bare IP (shared port) or "ip:port" (fallback)
     sock: socket.socket
+    scheme: str = "http"  # "https" once the host serves its certificate (tls.py)
 
     @property
     def url(self) -> str:
-        """``http://ip:port/`` for this host."""
+        """``http(s)://ip:port/`` for this host."""
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"http://{host}:{self.port}/"
+        return f"{self.scheme}://{host}:{self.port}/"
 
 
 class CallCounter:
@@ -135,6 +137,13 @@ class XapiServer:
         self._conns_lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._acceptor: threading.Thread | None = None
+        self._tls: dict[str, ssl.SSLContext] = {}  # host ref -> its server context
+
+    def enable_tls(self, contexts: dict[str, ssl.SSLContext]) -> None:
+        """Serve each host over HTTPS with its own context (before :meth:`start`)."""
+        self._tls = dict(contexts)
+        for ep in self.endpoints:
+            ep.scheme = "https" if ep.host_ref in self._tls else "http"
 
     # ------------------------------------------------------------------ setup
     def bind(self, host_refs: list[str], ip: str = "127.0.0.1", port: int = 0) -> list[Endpoint]:
@@ -220,6 +229,13 @@ class XapiServer:
             selector.close()
 
     def _serve_connection(self, conn: socket.socket, addr: Any, endpoint: Endpoint) -> None:
+        context = self._tls.get(endpoint.host_ref)
+        if context is not None:
+            try:  # the handshake runs here, on the connection's thread, not in the acceptor
+                conn = context.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()  # e.g. a client that does not trust this host's certificate
+                return
         with self._conns_lock:
             self._conns.add(conn)
         try:

@@ -40,6 +40,9 @@ class Simulator:
         self.faults = faults
         self.server = server
         self._stopped = False
+        self.certificates: dict[str, str] = {}  # host name -> its certificate (PEM), with tls=True
+        self.ca_file: Path | None = None  # all hosts' certificates in one PEM bundle, with tls=True
+        self._tls_folder: Path | None = None
         self._sim_methods: dict[str, Callable[..., Any]] = {
             "sim.info": self.info,
             "sim.get_effective_offload": self.effective_offload,
@@ -58,11 +61,16 @@ class Simulator:
             "sim.move_master": self.move_master,
             "sim.forget_events": self.pool.forget_events,
             "sim.start_of_day": self.pool.start_of_day,
+            "sim.restart_agent": self.restart_agent,
             "sim.set_task_delay": self.set_task_delay,
             "sim.set_guest_agent_delay": self.set_guest_agent_delay,
             "sim.stop_master": self.stop_master,
             "sim.set_emergency_error": self.set_emergency_error,
             "sim.start_host": self.start_host,
+            "sim.add_user": self.add_user,
+            "sim.set_busy_wait": self.set_busy_wait,
+            "sim.set_operation_time": self.set_operation_time,
+            "sim.set_login_failure_delay": self.set_login_failure_delay,
         }
 
     # ---------------------------------------------------------------- start
@@ -81,6 +89,9 @@ class Simulator:
         event_batch_ms: float = 50.0,
         network_backend: str = "openvswitch",
         guest_agent_delay_ms: float | None = 0.0,
+        login_failure_delay_ms: float = 5000.0,
+        busy_wait_ms: float | None = None,
+        tls: bool = False,
     ) -> Simulator:
         """Build the pool from ``fixture`` and serve every host; returns once listening.
 
@@ -89,12 +100,26 @@ class Simulator:
         long an ``Async.`` task stays ``pending``; ``event_batch_ms`` is the pause
         after a wake-up before ``event.from`` answers (XAPI uses 50 ms). ``guest_agent_delay_ms``
         is how long after ``VM.start`` the guest agent reports again (``VM.guest_metrics`` is
-        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never.
+        NULL meanwhile, as in XAPI); 0 reports within the call, ``None`` never. A failed login
+        answers after ``login_failure_delay_ms`` (XAPI: 5 s). The fixture's ``users`` are the
+        directory users besides root (see :meth:`add_user`). ``busy_wait_ms`` bounds how long a
+        synchronous operation on a busy object waits before ``OTHER_OPERATION_IN_PROGRESS`` (XAPI:
+        2 hours; the fixture's ``settings: {busy_wait_ms: N}`` when not given). ``tls=True`` serves
+        each host over HTTPS with its own self-signed certificate (tls.py); ``ca_file`` is then a
+        bundle of them all.
         """
-        pool = build_pool(load_fixture(fixture), seed=seed, network_backend=network_backend)
+        data = load_fixture(fixture)
+        pool = build_pool(data, seed=seed, network_backend=network_backend)
         pool.agent.delay = None if guest_agent_delay_ms is None else guest_agent_delay_ms / 1000.0
         pool.event_batch_delay = event_batch_ms / 1000.0
         dispatcher = Dispatcher(pool, user=user, password=password, task_delay=task_delay_ms / 1000.0)
+        dispatcher.users.failure_delay = login_failure_delay_ms / 1000.0
+        busy_wait = busy_wait_ms if busy_wait_ms is not None else (data.get("settings") or {}).get("busy_wait_ms")
+        if busy_wait is not None:
+            dispatcher.busy.busy_wait = float(busy_wait) / 1000.0
+        for entry in data.get("users") or []:
+            dispatcher.users.add(str(entry["name"]), str(entry["password"]), str(entry.get("role") or ""),
+                                 bool(entry.get("subject", True)))
         faults = Faults(seed=seed)
         server = XapiServer(dispatcher, faults, latency_ms=latency_ms)
         sim = cls(pool, dispatcher, faults, server)
@@ -105,8 +130,28 @@ class Simulator:
         with pool.lock:
             for ep in endpoints:
                 pool.set_field(ep.host_ref, "address", ep.address)
+        if tls:
+            sim._serve_tls()
         server.start()
         return sim
+
+    def _serve_tls(self) -> None:
+        import tempfile
+
+        from bot.xen.sim.tls import host_certificate
+
+        folder = Path(tempfile.mkdtemp(prefix="xenbot-sim-tls-"))
+        self._tls_folder = folder
+        contexts = {}
+        for ep in self.server.endpoints:
+            fields = self.pool.fields(ep.host_ref)
+            name = str(fields["name_label"])
+            cert = host_certificate(name, [str(fields["hostname"]), name], [ep.ip], folder)
+            self.certificates[name] = cert.cert_pem
+            contexts[ep.host_ref] = cert.server_context()
+        self.ca_file = folder / "pool-bundle.pem"
+        self.ca_file.write_text("".join(self.certificates.values()), encoding="utf-8")
+        self.server.enable_tls(contexts)
 
     def stop(self) -> None:
         """Stop serving: listeners and connections closed, hung and long-polling calls end."""
@@ -116,6 +161,10 @@ class Simulator:
         self.pool.agent.close()
         self.pool.close()
         self.server.stop()
+        if self._tls_folder is not None:
+            import shutil
+
+            shutil.rmtree(self._tls_folder, ignore_errors=True)
 
     def __enter__(self) -> Simulator:
         return self
@@ -173,6 +222,7 @@ class Simulator:
             "user": self.user,
             "password": self.password,
             "shared_port": self.server.shared_port,
+            "ca_file": str(self.ca_file or ""),
         }
 
     # -------------------------------------------------------------- control
@@ -219,6 +269,39 @@ class Simulator:
     def start_host(self, host: str) -> None:
         """A host stopped by ``stop_master`` answers again."""
         self.dispatcher.emergency.start_host(self.pool.host(host))
+
+    def restart_agent(self, host: str) -> None:
+        """``xe-toolstack-restart`` on ``host`` run by someone else (e.g. in dom0's shell): PIF keys
+        re-applied, ``agent_start_time`` updated, sessions lost if it is the master (toolstack.py)."""
+        from bot.xen.sim import toolstack
+
+        ref = self.pool.host(host)
+        toolstack.restart_agent(self.pool, ref)
+        if ref == self.pool.master_ref:
+            self.dispatcher.expire_sessions()
+
+    def add_user(self, name: str, password: str, role: str = "", subject: bool = True) -> None:
+        """A directory user who may log in with ``role`` (pool-admin, pool-operator, vm-power-admin,
+        vm-admin, vm-operator, read-only). ``role=""`` is a subject without roles (login gets
+        ``RBAC_PERMISSION_DENIED``); ``subject=False`` one the pool does not know
+        (``SESSION_AUTHORIZATION_FAILED``). See bot/xen/sim/rbac.py."""
+        self.dispatcher.users.add(str(name), str(password), str(role), bool(subject))
+
+    def set_login_failure_delay(self, ms: float) -> None:
+        """How long a failed login takes to answer (XAPI: 5000 ms)."""
+        self.dispatcher.users.failure_delay = float(ms) / 1000.0
+
+    def set_busy_wait(self, ms: float) -> None:
+        """How long a synchronous VIF/VM operation waits for a busy object (XAPI: 2 h) — bot/xen/sim/busy.py."""
+        self.dispatcher.busy.busy_wait = float(ms) / 1000.0
+
+    def set_operation_time(self, ms: float, pattern: str = "*") -> None:
+        """Synchronous VIF/VM operations matching ``pattern`` hold the object busy for ``ms`` before
+        they take effect and answer (a slow hotplug, a guest slow to shut down); 0 removes it."""
+        if float(ms) <= 0:
+            self.dispatcher.busy.op_times.pop(str(pattern), None)
+        else:
+            self.dispatcher.busy.op_times[str(pattern)] = float(ms) / 1000.0
 
     def set_latency(self, ms: float) -> None:
         """Global latency added to every XAPI call (not to ``sim.*``)."""

@@ -344,6 +344,11 @@ class Store:
         since = parse_token(token)
         subs = _parse_subscriptions(classes)
         deadline = time.monotonic() + max(0.0, timeout)
+        task_only = all(str(c).lower().split("/", 1)[0] == "task" for c in classes)
+        if self.event_batch_delay and not task_only:
+            # Throttle.Batching delay_before (xapi_globs.ml event_from_delay: 50 ms) before the first
+            # read of every event.from; subscriptions to tasks only start at once (event_from_task_delay).
+            time.sleep(self.event_batch_delay)
         while True:
             with self.lock:
                 # No EVENTS_LOST: XAPI's event.from never raises it (only the old event.next did);
@@ -374,8 +379,11 @@ class Store:
         """XAPI ``event.inject``: touch the row and return a token from just before the touch, a
         cheap "from now on" for any subscription (XA ``ocaml/xapi/xapi_event.ml`` ``inject``)."""
         with self.lock:
-            name = next((c for c in SCHEMA if c.lower() == str(cls).lower()), str(cls))
-            obj = self.get(ref, name)
+            # The row's table must be named exactly (xapi_event.ml inject: ``tbl = _class``), so
+            # "vm" or "Pool" is HANDLE_INVALID, unlike event.from's subscriptions.
+            obj = self.find(ref) if isinstance(ref, str) else None
+            if obj is None or obj.cls != cls:
+                raise XapiError(errors.HANDLE_INVALID, [str(cls), str(ref)])
             before = self._generation
             self._touch(obj)
             self.changed.notify_all()
@@ -396,6 +404,11 @@ class Store:
             for queue in self._tombstones.values():
                 while len(queue) >= self._event_retention:
                     queue.popleft()
+
+    @property
+    def closed(self) -> bool:
+        """True once the simulator stopped: waits inside calls give up."""
+        return self._closed
 
     def close(self) -> None:
         """Wake every long-poller so a stopping server does not wait for their timeouts."""

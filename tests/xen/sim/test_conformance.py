@@ -37,7 +37,7 @@ ALL_ON = dict.fromkeys(VIF_OFFLOAD_KEYS, "on")
 # ----------------------------------------------------------------- fixtures
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator.start("demo", task_delay_ms=30, event_batch_ms=5) as simulator:
+    with Simulator.start("demo", task_delay_ms=30, event_batch_ms=5, login_failure_delay_ms=0) as simulator:
         yield simulator
 
 
@@ -582,12 +582,15 @@ def test_async_task_lifecycle(sim: Simulator, xapi: Any) -> None:
     assert REF_RE.match(task)
     assert xapi.task.get_status(task) == "pending"
     assert xapi.task.get_progress(task) == 0.0
-    # While it runs, the VIF is busy.
+    # While it runs, the VIF is busy: a synchronous call waits, at most busy_wait (XAPI: 2 h).
+    sim.set_busy_wait(0)
     busy = failure(xapi.VIF.unplug, vif)
-    assert busy[:4] == ["OTHER_OPERATION_IN_PROGRESS", "VIF", vif, "unplug"]
+    assert busy == ["OTHER_OPERATION_IN_PROGRESS", "VIF", vif, "{unplug}", "{" + task + "}"]
     _wait_task(xapi, task)
     rec = xapi.task.get_record(task)
-    assert (rec["status"], rec["progress"], rec["result"], rec["error_info"]) == ("success", 1.0, "", [])
+    # A void result is "<value></value>", not "" (ocaml/xapi/taskHelper.ml, gen_server.ml marshaller).
+    assert (rec["status"], rec["progress"], rec["result"], rec["error_info"]) == (
+        "success", 1.0, "<value></value>", [])
     assert rec["name_label"] == "Async.VIF.unplug"
     assert xapi.VIF.get_currently_attached(vif) is False
     xapi.task.destroy(task)
