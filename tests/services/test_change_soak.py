@@ -70,7 +70,7 @@ def test_twenty_faulty_pool_wide_applies_keep_every_key_honest_and_revertible(sc
             services.changes.approve(LEAD, request_id)
             theirs: dict[tuple[str, str], str | None] = {}
             if round_no == KILL_ROUND:
-                _apply_in_a_child_and_kill_it(services, request_id)
+                _apply_in_a_child_and_kill_it(sim, services, request_id)
             else:
                 _apply_with_faults(sim, services, request_id, rng, theirs)
             sim.clear_faults()
@@ -156,15 +156,16 @@ def _colleague_edits(
     theirs[(item.uuid, change.key)] = value
 
 
-def _apply_in_a_child_and_kill_it(services: Services, request_id: int) -> None:
+def _apply_in_a_child_and_kill_it(sim: Simulator, services: Services, request_id: int) -> None:
     """The OOM killer takes the apply child once some results are stored; the request is recovered."""
     processes = ApplyProcesses(services.settings, _null, processes=1)
+    sim.faults.latency(15, "*_other_config")  # so a fast machine cannot finish before the kill
     try:
         job = processes.submit(request_id, LEAD)
         deadline = time.monotonic() + 60
         while _stored(services, request_id) < 150:
             assert time.monotonic() < deadline and not job.done(), "the child finished before it could be killed"
-            time.sleep(0.01)
+            time.sleep(0.01)  # results are stored in batches of 100: the kill lands between 150 and 300
         for pid in list(processes._pool._processes or {}):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):  # a broken process pool, whatever ApplyProcesses makes of it
