@@ -27,7 +27,7 @@ def test_settled_objects_are_no_longer_walked_by_collections_and_later_ones_are(
 
     frozen = heap.settle()
 
-    assert frozen == gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() >= frozen > 0  # another thread of the test process may freeze more since
     assert not _tracked(wired_at_start)  # gc.get_objects lists what a collection would walk
     made_later = {"answer": ["c"]}
     assert _tracked(made_later)

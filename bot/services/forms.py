@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from bot.domain import names
 from bot.domain.access import AccessPolicy, Decision, MembersOf
+from bot.domain.alerts import parse_alert
 from bot.domain.changes import Plan
 from bot.domain.model import PoolInventory, Vm
 from bot.domain.offload import PIF_MODES, VIF_MODES
@@ -24,7 +25,6 @@ from bot.render import forms as render
 from bot.render.alerts import diagnosis_reply, host_alert
 from bot.render.blocks import Reply
 from bot.render.changes import refusal
-from bot.services import alerts as alert_service
 from bot.services.alerts import AlertService
 from bot.services.changes import ChangeError, ChangeService, Scope
 from bot.services.inspection import InspectionService
@@ -209,10 +209,9 @@ class FormService:
     def explain_message(self, message: Mapping[str, Any]) -> Reply:
         """The alert parser on any message, then the diagnosis ``/xen explain`` gives; or what was missing.
 
-        The one call into the alert parser: through :mod:`bot.services.alerts`, whatever the
-        parser's own package layout becomes."""
-        # bot.services.alerts is the alert parser's public entry while bot/domain/alerts becomes a package.
-        alert = alert_service.parse_alert(message)  # type: ignore[attr-defined]
+        The one call into the alert parser (``bot.domain.alerts.parse_alert``, the package's
+        entry for any Slack message)."""
+        alert = parse_alert(message)
         if alert is None:
             return render.nothing_recognised()
         try:
