@@ -327,7 +327,7 @@ def demo_settings(sim_url: str, folder: Path, password: str) -> Settings:
     return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'xenbot-demo.db'}"})
 
 
-def demo_intro(user: str, sim_url: str, folder: str) -> str:
+def demo_intro(user: str, sim_url: str, folder: str, password: str) -> str:
     """Who you are in the demo and how to approve your own request: self-approval is refused."""
     approvers = list(DEMO_APPROVERS)
     other = next(a for a in approvers if a != user) if user in approvers else approvers[-1]
@@ -336,12 +336,14 @@ def demo_intro(user: str, sim_url: str, folder: str) -> str:
         f"xenbot demo: simulated pool 'demo' at {sim_url}, throwaway database in {folder}.\n"
         f"You are {user}, {role}. Approvers are {' and '.join(approvers)}; nobody approves their own request.\n"
         f"Try: vms · vifs win7-kiosk · offload off vm=win7-kiosk modes=tso\n"
-        f"Then approve as a colleague: as {other} · approve 1 · as {user}. Type help for every command."
+        f"Then approve as a colleague: as {other} · approve 1 · as {user}. Type help for every command.\n"
+        f"Policies are watched as in serve: set one (policy set pool=demo vifs modes=tx,sg), then clone a VM or\n"
+        f"create a VIF with the stock XenAPI client at {sim_url} (user root, password {password}) and watch."
     )
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from bot.wiring import build
+    from bot.wiring import build, watchers
     from bot.xen.sim import Simulator
 
     _quiet_logging("WARNING")
@@ -350,10 +352,14 @@ def run_demo(args: argparse.Namespace) -> int:
     ) as sim:
         messenger = ConsoleMessenger(sys.stdout)
         services = build(demo_settings(sim.url, Path(folder), sim.password), messenger=messenger)
+        services.policies.report_channel = "console"  # the demo's one channel (not a Slack id, so set here)
+        pool_watchers = watchers(services)  # drift and enforcement react to outside changes, as in serve
+        pool_watchers.start()
         try:
-            print(demo_intro(args.as_user, sim.url, folder), file=sys.stderr)
+            print(demo_intro(args.as_user, sim.url, folder, sim.password), file=sys.stderr)
             return Console(services.router, args.as_user, sys.stdout, messenger=messenger).loop(sys.stdin)
         finally:
+            pool_watchers.stop()
             services.close()
 
 

@@ -238,3 +238,48 @@ def test_console_traffic_button_saves_the_chart_as_a_png(sim, tmp_path):
     assert "[2] Traffic, last hour" in text
     path = Path(text.split("saved as ", 1)[1].split(".png", 1)[0] + ".png")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_in_the_demo_a_vm_cloned_with_the_stock_client_is_reported_against_a_policy():
+    """xenbot demo watches its pool like serve: a policy is set and approved in the console, a VM is
+    cloned from outside with the stock XenAPI client, and the drift appears in the console."""
+    import re
+    import threading
+
+    import XenAPI
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert demo.stdin is not None and demo.stdout is not None and demo.stderr is not None
+        intro = demo.stderr.readline()
+        url = re.search(r"at (http://\S+?),", intro)
+        assert url, intro
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(iter(demo.stdout.readline, "")), daemon=True)
+        reader.start()
+        demo.stdin.write("policy set pool=demo vifs modes=tx,sg\nas U0LEAD\napprove 1\n")
+        demo.stdin.flush()
+        _wait(lambda: any("applied" in line.lower() for line in seen), "the policy was not applied")
+        other = XenAPI.Session(url.group(1))
+        other.xenapi.login_with_password("root", "xenroot", "2.0", "test")
+        source = other.xenapi.VM.get_by_name_label("ubuntu-build02")[0]
+        other.xenapi.VM.clone(source, "demo-clone01")
+        other.xenapi.session.logout()
+        _wait(lambda: any("demo-clone01" in line for line in seen), "the clone's drift was not reported")
+        demo.stdin.write("quit\n")
+        demo.stdin.flush()
+        demo.wait(30)
+    finally:
+        demo.kill()
+
+
+def _wait(predicate, why: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)

@@ -261,3 +261,32 @@ def test_a_poll_cut_short_by_shutdown_is_not_reported_as_an_unreachable_pool(sim
     a._thread.join(10)
     assert not a._thread.is_alive()
     assert not [r for r in caplog.records if r.name == "bot.services.watcher" and r.levelno >= logging.WARNING]
+
+
+def test_a_vm_cloned_and_a_vif_created_with_the_stock_client_are_reported(sim, services):
+    """Issue 14's done-means: someone clones a VM and adds a VIF with the stock XenAPI client
+    (xapi_vm_clone.ml copies each VIF's other_config; VIF.create as xapi_vif.ml checks it), and
+    the watcher reports both as drift, as it would on a real pool."""
+    import XenAPI
+
+    make_policy(services)
+    w = watcher(services)
+    w.start()
+    other = XenAPI.Session(sim.url)
+    other.xenapi.login_with_password(sim.user, sim.password, "2.0", "colleague")
+    try:
+        wait_for(lambda: w.scans >= 1)
+        baseline = len(drift_posts(services.recorder))
+        clone = other.xenapi.VM.clone(sim.pool.vm("ubuntu-build02"), "build-clone01")
+        wait_for(lambda: any("build-clone01:" in p for p in drift_posts(services.recorder)[baseline:]))
+        running = sim.pool.vm("ubuntu-web02")
+        network = other.xenapi.VIF.get_network(other.xenapi.VM.get_VIFs(running)[0])
+        other.xenapi.VIF.create({
+            "device": "5", "network": network, "VM": running, "MAC": "", "MTU": "1500", "other_config": {},
+            "qos_algorithm_type": "", "qos_algorithm_params": {},
+        })
+        wait_for(lambda: any("ubuntu-web02:5" in p for p in drift_posts(services.recorder)[baseline:]))
+        assert other.xenapi.VM.get_power_state(clone) == "Halted"
+    finally:
+        other.xenapi.session.logout()
+        w.stop()
