@@ -34,6 +34,7 @@ class Status(StrEnum):
     FAILED = "failed"  # none at target, all untouched: nothing written
     VERIFY_FAILED = "verify_failed"  # before per-key judgement (older rows only)
     ACTIVATED = "activated"  # an activation step succeeded
+    GONE = "gone"  # the interface was destroyed meanwhile (HANDLE_INVALID): dropped, neither done nor failed
 
 
 SUCCESSES = frozenset({Status.APPLIED, Status.ACTIVATED})
@@ -48,6 +49,7 @@ STATUS_LABEL = {
     Status.FAILED: "failed",
     Status.VERIFY_FAILED: "verify failed",
     Status.ACTIVATED: "activated",
+    Status.GONE: "no longer exists",
 }
 
 Values = Mapping[str, str | None]

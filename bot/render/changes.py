@@ -399,7 +399,8 @@ def apply_summary(
     activation: Mapping[str, int],
 ) -> Reply:
     others = [
-        f"{counts[s]} {STATUS_LABEL[s]}" for s in (Status.PARTIAL, Status.CONFLICT, Status.FAILED, Status.VERIFY_FAILED)
+        f"{counts[s]} {STATUS_LABEL[s]}"
+        for s in (Status.PARTIAL, Status.CONFLICT, Status.FAILED, Status.VERIFY_FAILED, Status.GONE)
         if counts.get(s)
     ]
     head = (

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from bot.db.models import ChangeRequest
 from bot.domain.approvals import State
 from bot.domain.changes import InterfacePlan
-from bot.domain.outcomes import KeyState, explain, judge, judge_key, status_of
+from bot.domain.outcomes import KeyState, Status, explain, judge, judge_key, status_of
 from bot.render import changes as render
 from bot.services.apply_results import Collector, Outcome
 from bot.xen.errors import XapiError, XapiUnavailable, XenError
@@ -142,7 +142,7 @@ def apply_one(
     except XapiError as exc:
         if exc.code != "HANDLE_INVALID":
             raise Uncertain(None, f"could not read back: {exc.short}") from None
-        return Outcome(item.uuid, item.label, item.kind, "failed", before, None, GONE, item.activation)
+        return Outcome(item.uuid, item.label, item.kind, Status.GONE, before, None, GONE, item.activation)
     # No read-back: every key's value is known here. A write XAPI answered landed; one it refused
     # did not; a duplicate was read; a lost answer raised Uncertain (and is read in settle()).
     midway = [k for k, state in judge(before, target, current).items() if state is KeyState.MIDWAY]

@@ -50,7 +50,7 @@ def resume(service: ApplyService, request: ChangeRequest) -> State | None:
     for item in remaining:
         iface = inventory.interface(item.uuid)
         if iface is None:
-            gone.append(outcome_for(item, "failed", None, "interface no longer exists"))
+            gone.append(outcome_for(item, "gone", None, "interface no longer exists"))
             continue
         to_finish.append(_with_ref(item, iface.ref))
         live[item.uuid] = dict(iface.other_config)

@@ -202,3 +202,34 @@ def _colleague_adds(sim, ref: str) -> None:
         assert "ethtool-tx" not in config, "the apply reached the last VIF first"
         sim.pool.set_field(ref, "other_config", {**config, "ethtool-tx": "on"})
     sim.faults.release()
+
+
+def test_an_interface_destroyed_during_the_apply_is_dropped_as_gone_not_failed(sim, db_url):
+    """Issue 14 item 6: a write that gets HANDLE_INVALID means the object is gone (XAPI:
+    ocaml/idl/datamodel_errors.ml handle_invalid): dropped from the change and said so, not a failure."""
+    services, messenger = stack(sim, db_url)
+    try:
+        request_id = _request(services, Scope("pool", "demo"), "tx")
+        services.changes.approve(LEAD, request_id)
+        last = _plan(services, request_id).interfaces[-1]
+        sim.faults.hang("*.add_to_other_config")
+
+        def destroy_then_release() -> None:
+            deadline = time.monotonic() + 30
+            while sim.call_counts().get("PIF.add_to_other_config", 0) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sim.pool.destroy_object(last.ref)
+            sim.faults.release()
+
+        sim.reset_call_counts()
+        side = threading.Thread(target=destroy_then_release, daemon=True)
+        side.start()
+        assert services.apply.execute(request_id, LEAD) == State.APPLIED
+        side.join(10)
+        with services.sessions() as session:
+            result = session.scalars(select(ChangeResult).where(ChangeResult.interface_uuid == last.uuid)).one()
+        assert result.status == "gone" and "no longer exists" in (result.error or "")
+        assert "1 no longer exists" in messenger.texts()
+    finally:
+        sim.clear_faults()
+        services.close()
