@@ -251,7 +251,11 @@ class PoolGateway:
                     changed = mirror.absorb(result)
                     changed |= self._reread_stale(mirror, result)
                     if changed:
-                        mirror.inventory = self._build(mirror.records)
+                        # Patched, not rebuilt: a new snapshot sharing every model the batch left alone.
+                        hosts = mirror.inventory.hosts
+                        inventory = mirror.refresh()
+                        if inventory.hosts is not hosts:
+                            self._remember_hosts(h.address for h in inventory.hosts.values())
                     return mirror
         return self._full_read()
 
@@ -264,7 +268,7 @@ class PoolGateway:
                  self.name, ", ".join(stale))
         read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), stale)
         for cls, found in zip(stale, read, strict=True):
-            mirror.records[cls] = dict(found)
+            mirror.replace(cls, found)
         return True
 
     def _full_read(self) -> RecordMirror:
@@ -297,16 +301,8 @@ class PoolGateway:
             return ""
 
     def _build(self, records: Mapping[str, Records]) -> PoolInventory:
-        inventory = build_inventory(
-            self.name,
-            pools=records["pool"],
-            hosts=records["host"],
-            vms=records["VM"],
-            guest_metrics=records["VM_guest_metrics"],
-            vifs=records["VIF"],
-            pifs=records["PIF"],
-            networks=records["network"],
-        )
+        """A whole inventory, after a full read only (later ones are patched: RecordMirror.refresh)."""
+        inventory = build_inventory(self.name, records)
         self._remember_hosts(h.address for h in inventory.hosts.values())
         return inventory
 
