@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.domain.model import InventoryIndexes, PoolInventory
+from bot.domain.model import Interface, InventoryIndexes, PoolInventory
 from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
 from bot.xen.records import build_inventory
 
@@ -143,7 +143,8 @@ def test_a_patched_inventory_equals_a_rebuilt_one(start: dict[str, Any], steps: 
             assert vm in after.vms_named(vm.name.upper())
             for ip in vm.guest.ips if vm.guest else ():
                 assert vm in after.vms_with_ip(ip)
-        for interface in [*after.vifs.values(), *after.pifs.values()]:
+        interfaces: list[Interface] = [*after.vifs.values(), *after.pifs.values()]
+        for interface in interfaces:
             assert after.interface(interface.uuid) == interface
 
 
