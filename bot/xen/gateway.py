@@ -32,7 +32,7 @@ from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
 from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable
-from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
+from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror, compact_all
 from bot.xen.records import Records, build_inventory
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,9 @@ class PoolGateway:
     def _full_read(self) -> RecordMirror:
         epoch = self._epoch
         token = self._event_token()
-        read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), INVENTORY_CLASSES)
-        records = {cls: dict(found) for cls, found in zip(INVENTORY_CLASSES, read, strict=True)}
+        # Compacted as each class arrives (see mirror.compact), so the parsed originals go at once.
+        read = self.map(lambda cls: compact_all(self.call(f"{cls}.get_all_records")), INVENTORY_CLASSES)
+        records = dict(zip(INVENTORY_CLASSES, read, strict=True))
         return RecordMirror(token if epoch == self._epoch else "", self._epoch, records, self._build(records))
 
     def event_token(self) -> str:
