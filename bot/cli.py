@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="TOML config file (default: $XENBOT_CONFIG, else ./xenbot.toml when present)",
     )
+    parser.add_argument("--version", action="version", version=f"xenbot {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -42,7 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _accept_config_anywhere(parser)
     return parser
+
+
+def _accept_config_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``xenbot status --config X`` as well as ``xenbot --config X status``.
+
+    Each (sub)subcommand gets its own ``--config``; SUPPRESS as its default keeps a value given
+    before the subcommand when none is given after it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in set(action.choices.values()):
+                if not any("--config" in a.option_strings for a in subparser._actions):
+                    subparser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                                           help="TOML config file (also accepted before the command)")
+                _accept_config_anywhere(subparser)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xenbot")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

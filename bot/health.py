@@ -1,15 +1,21 @@
 """Is xenbot able to work? The database answers and is migrated; each pool's master answers.
 
-Used by ``GET /readyz`` (HTTP mode) and ``xenbot status`` (every mode). Each
-check has a deadline so a hung pool makes the answer "not ready", not late.
+Used by ``GET /readyz`` (HTTP mode) and ``xenbot status`` (every mode). Every check
+runs on a thread of its own and the answer waits for them at most ``deadline`` in
+all: a hung master (or database) makes the answer "not ready", never late. A
+``with ThreadPoolExecutor`` block used to wait for a hung check on its way out, so
+``/readyz`` did not answer for as long as the master hung. A check still running
+from an earlier request is waited on again instead of starting another, so a
+balancer probing a hung pool every few seconds does not pile up threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from typing import Any
 
 from sqlalchemy import text
@@ -19,24 +25,61 @@ from bot.xen.errors import XenError
 
 CHECK_DEADLINE_SECONDS = 5.0
 
+_running: dict[tuple[int, str], tuple[object, Future[dict[str, Any]]]] = {}
+_running_lock = threading.Lock()
+
+
+def _check(owner: object, name: str, fn: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
+    """``fn`` on a daemon thread (one that hangs must not hold up exit), or the one still running."""
+    key = (id(owner), name)
+    with _running_lock:
+        running = _running.get(key)
+        if running is not None:
+            return running[1]
+        future: Future[dict[str, Any]] = Future()
+        _running[key] = (owner, future)  # the owner is kept alive with it, so its id stays unique
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            future.set_exception(exc)
+        finally:
+            with _running_lock:
+                _running.pop(key, None)
+
+    threading.Thread(target=run, name=f"xenbot-ready-{name}", daemon=True).start()
+    return future
+
+
+def _bound(fn: Callable[[Any], dict[str, Any]], arg: Any) -> Callable[[], dict[str, Any]]:
+    return lambda: fn(arg)
+
 
 def readiness(services: Any, deadline: float = CHECK_DEADLINE_SECONDS) -> tuple[bool, dict[str, Any]]:
-    report: dict[str, Any] = {"database": _database(services), "pools": {}}
-    gateways = list(services.gateways)
-    if gateways:
-        with ThreadPoolExecutor(max_workers=min(8, len(gateways))) as executor:
-            futures = {g.name: executor.submit(_pool, g) for g in gateways}
-            for name, future in futures.items():
-                try:
-                    report["pools"][name] = future.result(timeout=deadline)
-                except FutureTimeout:
-                    report["pools"][name] = {"ok": False, "error": f"no answer within {deadline:.0f} s"}
-    ok = report["database"]["ok"] and all(p["ok"] for p in report["pools"].values())
+    checks = {("database", ""): _check(services.engine, "database", lambda: _database(services))}
+    for gateway in services.gateways:
+        checks["pools", gateway.name] = _check(gateway, f"pool {gateway.name}", _bound(_pool, gateway))
+    wait(checks.values(), timeout=deadline)
+    report: dict[str, Any] = {"database": {}, "pools": {}}
+    for (kind, name), future in checks.items():
+        if not future.done():
+            outcome: dict[str, Any] = {"ok": False, "error": f"no answer within {deadline:g} s"}
+        elif future.exception() is not None:
+            exc = future.exception()
+            outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        else:
+            outcome = future.result()
+        if kind == "database":
+            report["database"] = outcome
+        else:
+            report["pools"][name] = outcome
+    ok = bool(report["database"]["ok"]) and all(p["ok"] for p in report["pools"].values())
     report["ok"] = ok
     return ok, report
-
-
 def _database(services: Any) -> dict[str, Any]:
+    if db.database_missing(services.settings.database_url):
+        return {"ok": False, "error": db.NO_DATABASE}  # and connecting would create it
     try:
         with services.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

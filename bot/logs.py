@@ -20,11 +20,30 @@ from datetime import UTC, datetime
 reference_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("xenbot_reference", default=None)
 
 _SECRET = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# The password part of a URL's userinfo: scheme://user:PASSWORD@host (user kept, password masked).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+# Record attributes that are not ours to print: the standard ones, and uvicorn's copy of its
+# message with terminal colour codes (``color_message``), which only its own formatter uses.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
+
+# Lines libraries write on every call or start that tell an operator nothing: alembic names its
+# dialect each time the schema revision is read (every /readyz) and lists its plugins, and Bolt says the token is
+# unused because xenbot hands it a ready client (while SLACK_BOT_TOKEN is also set).
+_NOISE: dict[str, tuple[str, ...]] = {
+    "alembic.runtime.migration": ("Context impl ", "Will assume "),
+    "alembic.runtime.plugins": ("setup plugin ",),
+    "slack_bolt.App": ("As you gave `client` as well",),
+}
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(lambda m: m.group(0)[:5] + "…redacted", text)
+    """Mask Slack tokens and URL passwords in ``text`` (a log line, a message, an error)."""
+    return redact_url(_SECRET.sub(lambda m: m.group(0)[:5] + "…redacted", text))
+
+
+def redact_url(text: str) -> str:
+    """``http://root:secret@host/`` -> ``http://root:***@host/``, anywhere in ``text``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 @contextmanager
@@ -69,6 +88,15 @@ class TextFormatter(logging.Formatter):
         return f"{text} [ref {ref}]" if ref else text
 
 
+class _NoiseFilter(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self._prefixes)
+
+
 def configure(level: str = "INFO", *, json_output: bool | None = None) -> None:
     """JSON when stderr is not a terminal (containers, systemd), text otherwise."""
     use_json = (not sys.stderr.isatty()) if json_output is None else json_output
@@ -78,3 +106,7 @@ def configure(level: str = "INFO", *, json_output: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name, prefixes in _NOISE.items():
+        logger = logging.getLogger(name)
+        logger.filters[:] = [f for f in logger.filters if not isinstance(f, _NoiseFilter)]
+        logger.addFilter(_NoiseFilter(prefixes))

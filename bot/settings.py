@@ -14,12 +14,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_CONFIG_NAME = "xenbot.toml"
 DEFAULT_DATABASE_URL = "sqlite:///xenbot.db"
@@ -37,11 +38,18 @@ ENVIRONMENT_NAMES: dict[str, tuple[str, ...]] = {
     "SLACK_BOT_TOKEN": ("slack", "bot_token"),
     "SLACK_APP_TOKEN": ("slack", "app_token"),
     "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "XENBOT_ALERTS_WEBHOOK_TOKEN": ("alerts", "webhook_token"),
 }
 
 _SLACK_PRINCIPAL = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _mask_userinfo(url: str) -> str:
+    from bot.logs import redact_url
+
+    return redact_url(url)
 
 
 class ConfigError(Exception):
@@ -82,6 +90,12 @@ class PoolSettings(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like https://pool-master.example.com/ (http:// only for the simulator)")
+        if parts.username is not None or parts.password is not None:
+            # A password in the URL ends up in every place the URL is shown: summaries, logs, errors.
+            raise ValueError(
+                f"must not carry credentials ({_mask_userinfo(value)}); set 'username' and put the password "
+                "in 'password_file'"
+            )
         return value
 
     @field_validator("password_file", "ca_file")
@@ -89,6 +103,14 @@ class PoolSettings(_Strict):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_not_empty(cls, value: Path | None) -> Path | None:
+        # An empty file would log in with an empty password, refused by XAPI at 3 a.m.
+        if value is not None and not value.read_bytes().strip():
+            raise ValueError(f"file {str(value)!r} is empty; write the pool password into it")
         return value
 
     @model_validator(mode="after")
@@ -121,6 +143,10 @@ class SlackSettings(_Strict):
     allow_self_approval: bool = False
     approval_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     required_approvals: int = Field(default=1, ge=1, le=10)
+    # Tries to apply (or, after a crash, finish) an approved change that do not reach an end
+    # (pool not answering, target gone, an error) before the request fails with the reason.
+    # Tries are about a heartbeat lease (90 s) apart, so 5 gives a pool about 7 minutes.
+    apply_attempts: int = Field(default=5, ge=1, le=100)
 
     @field_validator("command")
     @classmethod
@@ -185,10 +211,34 @@ class PolicySettings(_Strict):
 
 
 class AlertSettings(_Strict):
-    """Discard-alert diagnosis: operators' own rule files and how long a mute lasts."""
+    """Discard alerts: who counts as a monitoring sender, what repeats mean, and the JSON webhooks.
+
+    ``sources`` lists the senders whose messages in an alert channel are alerts:
+    bot ids (B…), app ids (A…) or the usernames classic integrations post
+    under ("Alertmanager"). Empty means any bot or integration, never a person;
+    people count only with ``accept_people``. Events from another workspace
+    (Slack Connect) are ignored unless its team id is in ``allowed_teams``, and
+    externally shared channels unless ``allow_shared_channels``.
+    """
 
     rules_files: list[Path] = Field(default_factory=list)
     mute_hours: int = Field(default=168, ge=1, le=24 * 365)
+    sources: list[str] = Field(default_factory=list)
+    accept_people: bool = False
+    allowed_teams: list[str] = Field(default_factory=list)
+    allow_shared_channels: bool = False
+    # This Slack app's id (A…); events delivered for another app id are ignored. Learned from
+    # bots.info when unset.
+    app_id: str | None = None
+    # A firing after this long without hearing of the alert is a new alert (Alertmanager's
+    # send_resolved defaults to false, so many resolutions are never posted).
+    refire_after_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    # A resolution for an alert xenbot never saw fire: one short line ("note") or nothing ("silent").
+    unseen_resolved: Literal["note", "silent"] = "note"
+    # POST /alerts/alertmanager and /alerts/grafana: the bearer token, and the channel the alerts go to.
+    webhook_token: SecretStr | None = None
+    webhook_channel: str | None = None
+    webhook_max_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
 
     @field_validator("rules_files")
     @classmethod
@@ -197,6 +247,90 @@ class AlertSettings(_Strict):
         if missing:
             raise ValueError(f"rule file(s) {missing} do not exist")
         return values
+
+    @field_validator("webhook_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _teams(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not re.match(r"^[TE][A-Z0-9]{2,}$", v)]
+        if bad:
+            raise ValueError(f"{bad} are not Slack team ids (T…) or enterprise ids (E…)")
+        return values
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use a random token of at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
+class AuditSettings(_Strict):
+    """The audit log's key and its anchor (``bot/db/audit.py``, docs/security.md).
+
+    ``key_file`` holds the HMAC key of the hash chain: outside the database, so the bot's own
+    database role cannot recompute hashes after editing a row. At least 32 bytes, e.g.
+    ``head -c 32 /dev/urandom | base64 > /etc/xenbot/audit.key``. The head of the chain (hash
+    and row count) is logged, and posted to ``channel`` when set, every ``anchor_minutes`` and
+    at shutdown; ``xenbot audit verify --anchor HASH:COUNT`` checks the log still reaches it.
+    """
+
+    key_file: Path | None = None
+    channel: str | None = None
+    anchor_minutes: float = Field(default=15.0, ge=1, le=24 * 60)
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist or is not a file")
+        try:
+            text = value.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ValueError(f"{str(value)!r} is not text; store the key base64-encoded") from None
+        if len(text) < 32:
+            raise ValueError(f"{str(value)!r} holds fewer than 32 bytes; "
+                             "make a key with: head -c 32 /dev/urandom | base64 > FILE")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…/G…); use the id, not the #name")
+        return value
+
+    def key(self) -> SecretStr | None:
+        """The chain key, read from ``key_file`` (never stored in the database or printed)."""
+        if self.key_file is None:
+            return None
+        return SecretStr(self.key_file.read_text(encoding="utf-8").strip())
+
+
+class ServingSettings(_Strict):
+    """How ``xenbot serve`` shares its capacity, and what it tolerates from clients (``[serving]``)."""
+
+    # Threads for slash commands and button clicks; alerts never use them.
+    workers: int = Field(default=6, ge=1, le=64)
+    # Threads for alert-channel messages, apart from commands and clicks.
+    alert_workers: int = Field(default=2, ge=1, le=32)
+    # Alerts waiting per alert channel; past that they are counted and summarised in one message.
+    alert_queue_per_channel: int = Field(default=50, ge=1, le=10_000)
+    # A command or click still waiting for a worker after this long is told its answer is delayed.
+    delay_notice_seconds: float = Field(default=3.0, gt=0, le=60)
+    # HTTP mode: a client must send its request's headers, and then its body, within these.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # HTTP mode: open connections at most (kept below the process's file-descriptor limit).
+    max_connections: int = Field(default=1000, ge=10, le=100_000)
 
 
 class _NamedEnvironment(PydanticBaseSettingsSource):
@@ -241,6 +375,8 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     policies: PolicySettings = Field(default_factory=PolicySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -260,6 +396,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("use sqlite:///path/to/xenbot.db or postgresql://user@host/dbname")
+        sqlite = make_url(value) if value.startswith("sqlite") else None
+        if sqlite is not None and sqlite.database and sqlite.database != ":memory:" \
+                and not sqlite.database.startswith("file:"):
+            folder = Path(sqlite.database).expanduser().parent
+            if not folder.is_dir():
+                raise ValueError(f"folder {str(folder)!r} does not exist; create it, writable by the xenbot user")
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
@@ -333,62 +475,18 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
             raise ConfigError([problem]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        from bot.settings_explain import resolve_paths
+
+        resolve_paths(data, path.parent)
     data.update(overrides)
     from pydantic import ValidationError
 
     try:
         return Settings(**data, config_path=path)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, data)) from None
+        from bot.settings_explain import explain
 
-
-_KNOWN_KEYS: dict[tuple[str, ...], list[str]] = {
-    (): [n for n in Settings.model_fields if n != "config_path"],
-    ("pools",): list(PoolSettings.model_fields),
-    ("slack",): list(SlackSettings.model_fields),
-    ("policies",): list(PolicySettings.model_fields),
-    ("alerts",): list(AlertSettings.model_fields),
-}
-
-
-def _explain(exc: Any, data: Mapping[str, Any]) -> list[str]:
-    """Turn pydantic's errors into one line per problem: where, what, and the fix."""
-    import difflib
-
-    problems: list[str] = []
-    for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        where = _location(loc, data)
-        if error["type"] == "extra_forbidden":
-            section = tuple(p for p in loc[:-1] if not p.isdigit())
-            known = _KNOWN_KEYS.get(section, [])
-            close = difflib.get_close_matches(loc[-1], known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-            problems.append(f"{where}: unknown key; {hint}")
-        elif error["type"] == "missing":
-            problems.append(f"{where}: required; add it to the config file")
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-    return problems
-
-
-def _location(loc: list[str], data: Mapping[str, Any]) -> str:
-    """``pools[1].url`` reads better as ``pools[1] ('lab').url`` when the pool has a name."""
-    parts: list[str] = []
-    node: Any = data
-    for item in loc:
-        if item.isdigit() and isinstance(node, list):
-            index = int(item)
-            label = f"[{index}]"
-            if index < len(node) and isinstance(node[index], dict) and "name" in node[index]:
-                label += f" ({node[index]['name']!r})"
-            parts[-1] += label
-            node = node[index] if index < len(node) else None
-        else:
-            parts.append(item)
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
+        raise ConfigError(explain(exc, data)) from None
 
 
 def load_for_command(config: str | os.PathLike[str] | None) -> Settings | None:

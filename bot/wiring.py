@@ -82,7 +82,7 @@ def build(
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    sessions = db.session_factory(engine)
+    sessions = db.session_factory(engine, audit_key=settings.audit.key())
     gateways = Gateways(settings.pools)
     access = access_policy(settings)
     audit = AuditLog(sessions)
@@ -129,6 +129,8 @@ def build(
         alert_channels=tuple(settings.slack.alert_channels),
         rules=load_rules(settings.alerts.rules_files),
         mute_hours=settings.alerts.mute_hours,
+        access=access,
+        options=settings.alerts,
     )
     AlertRoutes(alerts, changes).register(router)
     return Services(

@@ -10,8 +10,8 @@ from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
 from bot.wiring import Services
-from handlers import actions, commands, events
-from handlers.middleware import SeenDeliveries, dedupe_events
+from handlers import actions, commands, events, forms, home
+from handlers.middleware import SeenDeliveries, Triggers, dedupe_events
 from handlers.work import WorkPool
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,13 @@ def build_app(
         process_before_response=True,
         ignoring_self_events_enabled=True,
     )
-    work = work or WorkPool()
+    work = work or WorkPool.from_settings(services.settings.serving)
     app.middleware(dedupe_events(SeenDeliveries()))
-    commands.register(app, services, work)
-    actions.register(app, services, work)
+    triggers = Triggers(services.sessions)
+    commands.register(app, services, work, triggers)
+    home_tab = home.register(app, services, client)  # the Home tab and its refresher
+    actions.register(app, services, work, triggers, home_tab.answer_click)
+    forms.register(app, services, work)  # the offload form and the message shortcut
     events.register(app, services, work)
 
     @app.error

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import signal
+import socket
 import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_SECONDS = 0.001
 WARM_UP_SECONDS = 20.0  # the longest start-up waits for the pools' first reads (Gateways.warm_up)
+START_TRY_TIMEOUT_SECONDS = 5  # per start-up try to reach Slack (check_slack)
 
 
 def register(subparsers: Any) -> None:
@@ -34,17 +38,9 @@ def register(subparsers: Any) -> None:
 
 
 def _requirements(settings: Settings, http: bool) -> list[str]:
-    s = settings.slack
-    problems = []
-    if s.bot_token is None:
-        problems.append("slack.bot_token (or SLACK_BOT_TOKEN) is required: the bot's xoxb- token")
-    if http and s.signing_secret is None:
-        problems.append("slack.signing_secret (or SLACK_SIGNING_SECRET) is required in HTTP mode")
-    if not http and s.app_token is None:
-        problems.append("slack.app_token (or SLACK_APP_TOKEN, xapp-…) is required for Socket Mode; or use --http")
-    if not settings.pools:
-        problems.append("no [[pools]] configured: xenbot has nothing to manage")
-    return problems
+    from bot.config_cli import missing_for
+
+    return missing_for(settings, "http" if http else "socket")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -70,28 +66,64 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot import logs
-    from handlers.app import build_app
-    from handlers.client import SlackNotReady, check_token, web_client
-    from handlers.directory import GroupDirectory
 
     logs.configure(settings.log_level)
+    # Listen first: a port in use is one line and exit 2, before Slack, the pools or the apply
+    # processes are started (each of which would otherwise fail on its own, with tracebacks).
+    try:
+        listener = _listen(args)
+    except OSError as exc:
+        return _cannot_listen(args, exc)
+    try:
+        return _serve_listening(args, settings, listener)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def _listen(args: argparse.Namespace) -> socket.socket | None:
+    """Bind the HTTP port (HTTP mode) or the metrics port (Socket Mode); both listen once serving."""
+    if args.http:
+        from handlers.http_server import bind
+
+        return bind(args.host, args.port)
+    if args.metrics_port:
+        from handlers.http_server import bind
+
+        # Served once the services exist (handlers/alert_webhooks.py): /metrics, /healthz,
+        # /readyz and the alert webhooks.
+        return bind(args.host, args.metrics_port)
+    return None
+
+
+def _serve_listening(args: argparse.Namespace, settings: Settings, listener: socket.socket | None) -> int:
+    from bot.db import audit
     from bot.wiring import build
+    from handlers.app import build_app
+    from handlers.client import SlackNotReady, web_client
+    from handlers.directory import GroupDirectory
     from handlers.messenger import SlackMessenger
 
     client = web_client(settings)
     try:
-        check_token(client)
+        check_slack(settings)
     except SlackNotReady as exc:
         return _refused(exc)
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
+    with services.sessions() as session:
+        key_problem = audit.check_key(session, settings.audit.key())
+    if key_problem is not None:
+        services.close()
+        print(f"xenbot: {key_problem}", file=sys.stderr)
+        return 2
     from handlers.work import WorkPool
 
     # Acks come from one event-loop thread (handlers/http_server.py) competing for the GIL with
     # the work threads; a shorter switch interval than the default 5 ms gets it back sooner
     # (bench_ack.py: p99 under load about 185 -> 145 ms), at a little throughput for the work.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    work = WorkPool()
+    work = WorkPool.from_settings(settings.serving)
     app = build_app(services, client, work=work)
     apply_processes = None
     if settings.apply_processes:
@@ -111,6 +143,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         policies=services.policies,
         compliance_channel=settings.policies.compliance_channel,
         compliance_hour_utc=settings.policies.compliance_hour_utc,
+        anchor_channel=settings.audit.channel,
+        anchor_interval=settings.audit.anchor_minutes * 60,
     )
     housekeeper.start()
     from bot.wiring import watchers
@@ -123,8 +157,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from bot.health import readiness
             from handlers.http_server import HttpServer
 
-            _finish_starting(services)  # before the port is bound: nothing queues meanwhile
-            server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services))
+            _finish_starting(services)  # bound but not listening yet: nothing queues meanwhile
+            assert settings.slack.signing_secret is not None  # _requirements
+            from handlers import alert_webhooks
+
+            try:
+                server = HttpServer(app, args.host, args.port, ready=lambda: readiness(services), sock=listener,
+                                    signing_secret=settings.slack.signing_secret.get_secret_value(),
+                                    limits=settings.serving, routes=alert_webhooks.routes(services))
+            except OSError as exc:
+                raise _ListenFailed(exc) from None
             port = server.server_address[1]
             print(f"xenbot: serving Slack over HTTP at http://{args.host}:{port}/slack/events", flush=True)
             try:
@@ -135,17 +177,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             from handlers.socket_mode import start_socket_mode
 
             assert settings.slack.app_token is not None
-            if args.metrics_port:
-                from prometheus_client import start_http_server
+            if listener is not None:
+                from bot.health import readiness
+                from handlers.alert_webhooks import serve_metrics_port
 
-                from bot import metrics
-
-                start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry())
+                serve_metrics_port(services, listener, lambda: readiness(services))
             _finish_starting(services)
             print("xenbot: connecting to Slack over Socket Mode", flush=True)
             start_socket_mode(app, settings.slack.app_token.get_secret_value(), client)
     except KeyboardInterrupt:
         pass
+    except _ListenFailed as failed:  # another process took the port while we were starting
+        status = _cannot_listen(args, failed.cause)
     except SlackNotReady as exc:
         status = _refused(exc)
     finally:
@@ -156,6 +199,41 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             apply_processes.close()
         services.close()
     return status
+
+
+class _ListenFailed(Exception):
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _cannot_listen(args: argparse.Namespace, exc: OSError) -> int:
+    what = "HTTP" if args.http else "metrics"
+    port = args.port if args.http else args.metrics_port
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    print(f"xenbot: cannot listen for {what} on {args.host}:{port}: {reason}", file=sys.stderr)
+    return 2
+
+
+def check_slack(settings: Settings, delays: Sequence[float] | None = None) -> None:
+    """``check_token`` at start-up: one request and one log line per try, over the documented time.
+
+    The serving client retries a failed connection itself (slack_sdk's retry handlers, with
+    their own back-off) and slack_sdk logs each failure at ERROR: with Slack unreachable that
+    made 42 lines over 47 s. This probe makes one request per try and keeps slack_sdk quiet;
+    check_token paces the tries (START_RETRY_DELAYS, about 30 s) and logs one line for each."""
+    from handlers.client import START_RETRY_DELAYS, check_token, web_client
+
+    probe = web_client(settings)
+    probe.retry_handlers = []
+    probe.timeout = min(probe.timeout, START_TRY_TIMEOUT_SECONDS)  # a black-holed Slack: 6 tries x 5 s at most
+    quiet = logging.getLogger("slack_sdk")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        check_token(probe, START_RETRY_DELAYS if delays is None else delays)
+    finally:
+        quiet.setLevel(level)
 
 
 def _finish_starting(services: Services) -> None:

@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -32,6 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App, BoltRequest
 
 from bot import metrics
+from bot.settings import ServingSettings
+from handlers.http_guard import Tally, protocol_options
+from handlers.middleware import SlackSignature
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +47,33 @@ ReadyCheck = Callable[[], tuple[bool, dict[str, object]]]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Routes = Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]]
 
 
 class HttpServer:
     """The bound socket and the uvicorn server; ``serve_forever`` blocks until ``shutdown``."""
 
-    def __init__(self, app: App, host: str, port: int, ready: ReadyCheck | None = None) -> None:
-        # Bound here, not by uvicorn, so port 0 is known before serving and callers can print it.
-        self._socket = socket.create_server((host, port), backlog=1024)
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        ready: ReadyCheck | None = None,
+        sock: socket.socket | None = None,
+        *,
+        signing_secret: str,
+        limits: ServingSettings | None = None,
+        routes: Routes | None = None,
+    ) -> None:
+        limits = limits or ServingSettings()
+        # Bound here (or by bind(), earlier), not by uvicorn, so port 0 is known before serving
+        # and callers can print it.
+        self._socket = sock if sock is not None else bind(host, port)
+        self._socket.listen(1024)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            asgi_app(app, ready),
-            http="httptools",
+            asgi_app(app, ready, SlackSignature(signing_secret), limits.body_timeout_seconds, routes),
+            **protocol_options(limits.header_timeout_seconds, limits.max_connections),
             loop="uvloop",
             lifespan="off",
             log_config=None,  # xenbot's own logging (bot/logs.py), not uvicorn's
@@ -82,13 +100,44 @@ class HttpServer:
         self._socket.close()
 
 
-def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, not listening yet (``HttpServer`` listens).
+
+    ``serve`` binds before anything else (Slack, pools, apply processes), so a port another
+    process listens on is one line at once, not a failure after start-up; it listens only once
+    it serves, so Slack's requests are refused (and retried by Slack) rather than queued during
+    start-up. (Two xenbots binding the same port at the same moment both succeed here, as
+    SO_REUSEADDR lets a restart reuse a port in TIME_WAIT; the second then fails to listen.)"""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socket.create_server does
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def asgi_app(
+    app: App,
+    ready: ReadyCheck | None,
+    signature: SlackSignature,
+    body_timeout: float = 10.0,
+    routes: Routes | None = None,
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    extra = dict(routes or {})  # more POST endpoints (handlers/alert_webhooks.py)
+
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path == EVENTS_PATH and method == "POST":
-            await _slack_request(app, scope, receive, send)
+            await _slack_request(app, signature, body_timeout, scope, receive, send)
+        elif method == "POST" and path in extra:
+            await extra[path](scope, receive, send)
         elif method == "POST":
             await _send(send, 404, b"not found", "text/plain")
         elif path == "/healthz":
@@ -104,7 +153,9 @@ def asgi_app(app: App, ready: ReadyCheck | None) -> Callable[[Scope, Receive, Se
     return application
 
 
-async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def _slack_request(
+    app: App, signature: SlackSignature, body_timeout: float, scope: Scope, receive: Receive, send: Send
+) -> None:
     headers: dict[str, str | Sequence[str]] = {}
     for name, value in scope["headers"]:
         key = name.decode("latin-1")
@@ -114,17 +165,31 @@ async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -
         await _send(send, 413, b"payload too large", "text/plain")
         return
     try:
-        body = await _read_body(receive)
+        async with asyncio.timeout(body_timeout):  # no extra task on the ack path, unlike wait_for
+            body = await _read_body(receive)
     except _Disconnected:
         return  # nobody to answer; Slack retries what it did not see acked
+    except TimeoutError:
+        _SLOW_BODIES.add(body_timeout)
+        await _send(send, 408, b"request timeout", "text/plain", close=True)
+        return
     if body is None:
         await _send(send, 413, b"payload too large", "text/plain")
         return
     started = time.perf_counter()
-    query = scope.get("query_string", b"").decode("latin-1")
-    # Inline on the loop: dispatch verifies the signature and runs a listener that acks and
-    # hands the work on (handlers/work.py); nothing in it waits on the network.
-    response = app.dispatch(BoltRequest(body=body.decode("utf-8"), query=query, headers=headers))
+    # The signature first, on the raw bytes: nothing from an unsigned request is parsed.
+    problem = signature.problem(headers, body)
+    if problem is not None:
+        log.info("refused an unsigned request from %s: %s", _peer(scope), problem)
+        await _send(send, 401, b"invalid request", "text/plain")
+        return
+    request = _parse(body, scope, headers)
+    if request is None:
+        await _send(send, 400, b"malformed request", "text/plain")
+        return
+    # Inline on the loop: dispatch verifies the signature again and runs a listener that acks
+    # and hands the work on (handlers/work.py); nothing in it waits on the network.
+    response = app.dispatch(request)
     metrics.ACK_SECONDS.observe(time.perf_counter() - started)
     payload = (response.body or "").encode("utf-8")
     extra = [
@@ -136,6 +201,52 @@ async def _slack_request(app: App, scope: Scope, receive: Receive, send: Send) -
     await send({"type": "http.response.start", "status": response.status,
                 "headers": [*extra, (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+def _parse(body: bytes, scope: Scope, headers: dict[str, str | Sequence[str]]) -> BoltRequest | None:
+    """Bolt's request, or None (logged) when a signed body is not what Slack sends.
+
+    Bolt parses in its constructor: a JSON content type with a form body, a ``payload=``
+    that is not JSON, or JSON that is not an object raise from there (or later, from the
+    listeners' matchers), so anything but an object is refused here."""
+    try:
+        request = BoltRequest(
+            body=body.decode("utf-8"), query=scope.get("query_string", b"").decode("latin-1"), headers=headers
+        )
+        if not isinstance(request.body, dict):
+            raise ValueError(f"body is a {type(request.body).__name__}, not an object")
+        _check_shape(request.body)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:  # only parsing ran
+        log.info("refused a malformed signed request from %s: %s", _peer(scope), _short(exc))
+        return None
+    return request
+
+
+# Parts Bolt's matchers and context builders read as objects (``.get``, ``["action_id"]``):
+# signed or not, a body where they are something else made dispatch raise, a 500 and a traceback.
+_OBJECTS = ("user", "channel", "container", "team", "event", "message", "view", "enterprise", "state")
+
+
+def _check_shape(body: dict[str, Any]) -> None:
+    for key in _OBJECTS:
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise ValueError(f"{key} is not an object")
+    actions = body.get("actions")
+    if actions is not None and not (
+        isinstance(actions, list) and all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+    ):
+        raise ValueError("actions are not a list of actions")
+    if body.get("type") == "event_callback" and not isinstance(body.get("event"), dict):
+        raise ValueError("event_callback without an event")
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "an unknown peer"
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -155,11 +266,16 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+_SLOW_BODIES = Tally("closed %d connection(s) that did not send their request body within %g s", level=logging.INFO)
+
+
 class _Disconnected(Exception):
     """The client went away before sending its whole request."""
 
 
-async def _send(send: Send, status: int, payload: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]})
+async def _send(send: Send, status: int, payload: bytes, content_type: str, *, close: bool = False) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -6,8 +6,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
-from bot.domain.slack_text import escape
-from bot.render.blocks import Reply
+from bot.render.blocks import Reply, fallback_text
 from bot.services.progress import RateLimited
 from bot.settings import Settings
 from handlers.delivery import upload_attachment
@@ -39,19 +38,19 @@ class SlackMessenger:
         if reply.file is not None:
             reply = upload_attachment(reply, self.client, channel, thread_ts)
         response = self.client.chat_postMessage(
-            channel=channel, text=escape(reply.text), blocks=reply.blocks, thread_ts=thread_ts
+            channel=channel, text=fallback_text(reply), blocks=reply.blocks, thread_ts=thread_ts
         )
         ts = response.get("ts")
         return str(ts) if ts else None
 
     def update(self, channel: str, ts: str, reply: Reply) -> None:
         # A file was attached when the message was first posted; updates only change the blocks.
-        self.client.chat_update(channel=channel, ts=ts, text=escape(reply.text), blocks=reply.blocks)
+        self.client.chat_update(channel=channel, ts=ts, text=fallback_text(reply), blocks=reply.blocks)
 
     def update_progress(self, channel: str, ts: str, reply: Reply) -> None:
         """Like ``update``, but a 429 raises :class:`RateLimited` at once instead of being waited out."""
         try:
-            self._progress_client.chat_update(channel=channel, ts=ts, text=escape(reply.text), blocks=reply.blocks)
+            self._progress_client.chat_update(channel=channel, ts=ts, text=fallback_text(reply), blocks=reply.blocks)
         except SlackApiError as exc:
             if exc.response.status_code == 429:
                 raise RateLimited(_retry_after(exc.response.headers)) from None

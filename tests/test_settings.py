@@ -142,6 +142,103 @@ def test_example_config_in_deploy_is_valid(tmp_path):
     secret = tmp_path / "prod.password"
     secret.write_text("x")
     text = example.read_text().replace("/etc/xenbot/prod.password", str(secret))
+    text = text.replace("/var/lib/xenbot/", f"{tmp_path}/")  # the folder must exist (systemd makes it)
     settings = load_settings(write(tmp_path, text))
     assert settings.pools[0].name == "prod" and settings.pools[0].verify_tls
     assert settings.policies.watch is True
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["status"]])
+def test_credentials_in_a_pool_url_are_refused_without_being_echoed(tmp_path, capsys, command):
+    path = write(tmp_path, GOOD.replace("https://xcp-master", "http://root:PASSWORD@xcp-master"))
+    assert main(["--config", str(path), *command]) in (1, 2)
+    captured = capsys.readouterr()
+    assert "PASSWORD" not in captured.out + captured.err
+    assert "must not carry credentials (http://root:***@xcp-master.example.com/)" in captured.err
+    assert "password_file" in captured.err
+
+
+def test_url_passwords_are_masked_in_logs_and_summaries(tmp_path, capsys):
+    import io
+    import logging
+
+    from bot import logs
+
+    for formatter in (logs.JsonFormatter(), logs.TextFormatter()):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        logger = logging.getLogger("xenbot.test.urls")
+        logger.addHandler(handler)
+        try:
+            logger.error("cannot reach %s", "https://root:s3cret@pool/ (via postgresql://bot:dbpw@db/x)")
+        finally:
+            logger.removeHandler(handler)
+        line = stream.getvalue()
+        assert "s3cret" not in line and "dbpw" not in line
+        assert "https://root:***@pool/" in line and "postgresql://bot:***@db/x" in line
+    path = write(tmp_path, GOOD.replace('signing_secret = "shhh"', 'api_url = "https://u:apipw@slack.internal/api/"'))
+    assert main(["--config", str(path), "config", "check", "--for", "console"]) == 0
+    out = capsys.readouterr().out
+    assert "apipw" not in out and "https://u:***@slack.internal/api/" in out
+
+
+def test_config_check_says_what_each_mode_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "check"]) == 1  # nothing configured: not ready to serve
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "xenbot demo:" in out and out.split("xenbot demo:")[1].split("\n")[0].strip() == "yes"
+    console, socket_mode, http = (out.split(label)[1].split("xenbot ")[0] for label in
+                                  ("xenbot console:", "xenbot serve (Socket Mode):", "xenbot serve --http:"))
+    assert "no [[pools]]" in console and "slack" not in console
+    assert all(x in socket_mode for x in ("no [[pools]]", "slack.bot_token", "slack.app_token"))
+    assert all(x in http for x in ("no [[pools]]", "slack.bot_token", "slack.signing_secret"))
+    assert "not ready for xenbot serve" in captured.err
+    assert main(["config", "check", "--for", "demo"]) == 0
+    path = write(tmp_path, GOOD)  # pools, bot token and signing secret: HTTP mode only
+    assert main(["--config", str(path), "config", "check"]) == 0
+    assert main(["--config", str(path), "config", "check", "--for", "socket"]) == 1
+
+
+def test_an_empty_password_file_and_a_missing_database_folder_are_refused(tmp_path):
+    empty = tmp_path / "empty.password"
+    empty.write_text("\n")
+    path = write(tmp_path, f'[[pools]]\nname="a"\nurl="https://a/"\npassword_file="{empty}"\n')
+    with pytest.raises(ConfigError, match="is empty; write the pool password into it"):
+        load_settings(path)
+    path = write(tmp_path, f'database_url = "sqlite:///{tmp_path}/nowhere/xenbot.db"\n')
+    with pytest.raises(ConfigError, match=r"database_url: folder '.*nowhere' does not exist"):
+        load_settings(path)
+
+
+def test_relative_files_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    etc = tmp_path / "etc" / "xenbot"
+    etc.mkdir(parents=True)
+    (etc / "prod.password").write_text("from-etc\n")
+    (etc / "audit.key").write_text("k" * 44)
+    path = write(etc, '[[pools]]\nname="a"\nurl="https://a/"\npassword_file="prod.password"\n'
+                      '[audit]\nkey_file="audit.key"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # systemd starts xenbot in /
+    settings = load_settings(path)
+    assert settings.pools[0].password_file == etc / "prod.password"
+    assert settings.pools[0].secret().get_secret_value() == "from-etc"
+    assert settings.audit.key_file == etc / "audit.key"
+
+
+def test_config_is_accepted_after_the_subcommand_and_version_is_printed(tmp_path, capsys):
+    path = write(tmp_path, '[slack]\nbot_tokn = "x"')
+    assert main(["config", "check", "--config", str(path)]) == 1
+    assert "did you mean 'bot_token'" in capsys.readouterr().err
+    assert main(["db", "current", "--config", str(path)]) == 2  # nested subcommands too
+    assert "did you mean 'bot_token'" in capsys.readouterr().err
+    # Before the subcommand still works, and one after it wins.
+    assert main(["--config", str(path), "config", "check"]) == 1
+    assert main(["--config", str(path), "config", "check", "--config", str(write(tmp_path, GOOD, "good.toml"))]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == "xenbot 0.1.0"

@@ -5,16 +5,18 @@ audit entries included, inside it; at start-up, :func:`upgrade` brings the schem
 """
 
 from bot.db.audit import VerifyResult, recent, record, verify
-from bot.db.engine import deferred_engine, make_engine, session_factory
+from bot.db.engine import NO_DATABASE, database_missing, deferred_engine, make_engine, session_factory
 from bot.db.migrate import current, head, is_up_to_date, upgrade
 from bot.db.models import GENESIS_HASH, AuditEvent, Base
 
 __all__ = [
     "GENESIS_HASH",
+    "NO_DATABASE",
     "AuditEvent",
     "Base",
     "VerifyResult",
     "current",
+    "database_missing",
     "deferred_engine",
     "head",
     "is_up_to_date",

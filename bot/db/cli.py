@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.db import audit, migrate
-from bot.db.engine import deferred_engine, make_engine, session_factory
+from bot.db.engine import NO_DATABASE, database_missing, deferred_engine, make_engine, session_factory
 from bot.db.models import canonical_json
 from bot.settings import load_for_command
 
@@ -34,6 +34,10 @@ def register(subparsers: Any) -> None:
     audit_parser = subparsers.add_parser("audit", help="the tamper-evident audit log")
     audit_actions = audit_parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_actions.add_parser("verify", help="check the hash chain of the whole audit log")
+    verify.add_argument(
+        "--anchor", type=_anchor, metavar="HASH:COUNT",
+        help="a head posted earlier (audit channel or log): the log must still reach it with that hash",
+    )
     verify.set_defaults(func=_with_engine(run_verify))
     tail = audit_actions.add_parser("tail", help="show the newest audit entries")
     tail.add_argument("-n", type=_positive, default=20, metavar="N", help="how many (default: %(default)s)")
@@ -69,13 +73,27 @@ def run_verify(args: argparse.Namespace, engine: Engine) -> int:
         return 1
     # Deferred: a long scan reads a snapshot instead of holding SQLite's write lock.
     with session_factory(deferred_engine(engine))() as session:
-        result = audit.verify(session)
+        result = audit.verify(session, key=args.settings.audit.key(), anchor=args.anchor)
+    if not result.ok and result.reason is not None and result.reason.startswith("keyed chain"):
+        print(f"audit chain NOT CHECKED from row {result.first_bad_id}: {result.reason}")
+        return 1
     if not result.ok:
         print(f"audit chain BROKEN at row {result.first_bad_id}: {result.reason}")
         return 1
-    print(f"audit chain OK: {result.rows_checked} rows")
+    keyed = "not keyed (no [audit] key_file when written)"
+    if result.keyed_from is not None:
+        keyed = f"keyed (HMAC) from row {result.keyed_from}"
+        if result.keyed_from > 1:
+            keyed += f"; rows 1-{result.keyed_from - 1} are the older unkeyed chain"
+    print(f"audit chain OK: {result.rows_checked} rows, {keyed}")
+    if result.keyed_from is None and result.rows_checked and args.settings.audit.key_file is not None:
+        # Legitimate before the first row written with the key; otherwise someone replaced the
+        # keyed chain by an unkeyed one, which only an anchor (--anchor) can show.
+        print("warning: [audit] key_file is set but no row is keyed yet: check against an anchor")
+    if args.anchor is not None:
+        print(f"anchor {args.anchor.count}: matches")
     if result.head_hash:
-        print(f"head hash: {result.head_hash}")
+        print(f"head: {result.head_hash}:{result.rows_checked}")
     return 0
 
 
@@ -101,6 +119,11 @@ def _with_engine(run: Callable[[argparse.Namespace, Engine], int]) -> Callable[[
         settings = load_for_command(args.config)
         if settings is None:
             return 2
+        args.settings = settings
+        if run is not run_upgrade and database_missing(settings.database_url):
+            # Read-only: never create the file (connecting to SQLite would).
+            print(f"xenbot: {NO_DATABASE}", file=sys.stderr)
+            return 1
         engine = make_engine(settings.database_url)
         try:
             return run(args, engine)
@@ -120,6 +143,13 @@ def _migrated(engine: Engine) -> bool:
         print("xenbot: the database has no schema yet; run 'xenbot db upgrade'", file=sys.stderr)
         return False
     return True
+
+
+def _anchor(value: str) -> audit.Anchor:
+    try:
+        return audit.Anchor.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(value: str) -> int:

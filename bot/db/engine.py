@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db.audit import AUDIT_KEY_INFO
 
 # How long a SQLite connection waits for another writer before "database is locked". Long, because
 # the writers are short transactions of a chat bot and failing a user's command is worse than waiting.
@@ -33,9 +36,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        _create_parent_folder(parsed.database)
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, parsed.database)
         return engine
     if parsed.drivername == "postgresql":
         # Same normalisation as bot.settings, for URLs that did not come through it (tests, scripts).
@@ -45,13 +47,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(parsed, **kwargs)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+NO_DATABASE: Final = "no database yet: run `xenbot db upgrade` or start `xenbot serve`"
+
+
+def database_missing(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist yet.
+
+    Read-only commands (``status``, ``db current``, ``audit verify|tail``) check this first and
+    say :data:`NO_DATABASE`: connecting would create an empty file (and its folder), which then
+    looks like a database that is merely not migrated."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    return not Path(database).expanduser().exists()
+
+
+def session_factory(engine: Engine, audit_key: SecretStr | None = None) -> sessionmaker[Session]:
     """The sessionmaker every use case opens its one transaction from.
 
     ``expire_on_commit=False`` because handlers format replies from the objects they just committed,
-    and a lazy reload after commit would start a second, pointless transaction.
+    and a lazy reload after commit would start a second, pointless transaction. ``audit_key``
+    (``[audit] key_file``) travels in each session's ``info`` to ``bot.db.audit.record``, so the
+    services that audit need not know about it.
     """
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    info = {AUDIT_KEY_INFO: audit_key} if audit_key is not None else {}
+    return sessionmaker(bind=engine, expire_on_commit=False, info=info)
 
 
 def deferred_engine(engine: Engine) -> Engine:
@@ -92,7 +115,7 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, database: str | None) -> None:
     """Take transaction control away from the sqlite3 module and give it to SQLAlchemy.
 
     Python < 3.12's sqlite3 ("legacy transaction control") only emits BEGIN before DML, so a SELECT
@@ -100,6 +123,11 @@ def _configure_sqlite(engine: Engine) -> None:
     the recipe of SQLAlchemy's SQLite documentation ("Enabling Non-Legacy SQLite Transactional
     Modes"): ``isolation_level = None`` on each DBAPI connection, and BEGIN emitted by us.
     """
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        # At the first connection, not when the engine is made: making an engine creates nothing.
+        _create_parent_folder(database)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

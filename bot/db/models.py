@@ -7,6 +7,7 @@ here without a migration (or the reverse) fails the build instead of a deploymen
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -91,11 +92,14 @@ def chain_hash(
     channel: str | None,
     request_id: str | None,
     details: Any,
+    key: bytes | None = None,
 ) -> str:
-    """``sha256(prev_hash + canonical JSON of the row)``, hex.
+    """``sha256(prev_hash + canonical JSON of the row)``, hex; ``HMAC-SHA256`` under ``key`` when given.
 
     Including ``prev_hash`` links each row to all rows before it, so altering or removing any row
-    breaks every hash after it; including ``id`` makes a removed row show as a gap.
+    breaks every hash after it; including ``id`` makes a removed row show as a gap. Without a
+    key, anyone who can write the table can also recompute every later hash; with the key (kept
+    outside the database, ``[audit] key_file``) they cannot.
     """
     payload = canonical_json(
         {
@@ -109,7 +113,15 @@ def chain_hash(
             "details": details,
         }
     )
-    return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
+    message = (prev_hash + payload).encode("utf-8")
+    if key is not None:
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hashlib.sha256(message).hexdigest()
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Names a chain key without revealing it: tells "wrong key" apart from "tampered row"."""
+    return hmac.new(key, b"xenbot audit chain key", hashlib.sha256).hexdigest()[:16]
 
 
 class AuditEvent(Base):
@@ -144,8 +156,8 @@ class AuditEvent(Base):
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
 
-    def compute_hash(self) -> str:
-        """The hash this row should have given its contents and ``prev_hash``."""
+    def compute_hash(self, key: bytes | None = None) -> str:
+        """The hash this row should have given its contents and ``prev_hash`` (and the chain key)."""
         return chain_hash(
             self.prev_hash,
             id=self.id,
@@ -156,10 +168,27 @@ class AuditEvent(Base):
             channel=self.channel,
             request_id=self.request_id,
             details=self.details,
+            key=key,
         )
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id}, at={self.at.isoformat()}, actor={self.actor!r}, action={self.action!r})"
+
+
+class AuditChainKey(Base):
+    """Where the keyed (HMAC) part of the audit chain starts, and which key it uses.
+
+    Rows with ``id < first_id`` were written before a key was configured and are checked as
+    the old unkeyed chain; the first keyed row's HMAC covers the last unkeyed row's hash, so
+    that older part cannot be rewritten either. One row, written once (append-only, like the
+    log): ``key_id`` is :func:`key_fingerprint` of the key, never the key.
+    """
+
+    __tablename__ = "audit_chain_key"
+
+    first_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key_id: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ChangeRequest(Base):
@@ -199,6 +228,9 @@ class ChangeRequest(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     # When the outcome was posted; empty while Slack could not take it (the housekeeper retries).
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Tries to apply (or finish) it that did not reach an end: the pool not answering, a target
+    # gone, a bug. At ``[slack] apply_attempts`` the request fails, so recovery never loops forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ChangeApproval(Base):
@@ -334,4 +366,17 @@ class AlertMute(Base):
     vm_name: Mapped[str] = mapped_column(Text)
     muted_by: Mapped[str] = mapped_column(String(64))
     until: Mapped[datetime] = mapped_column(UTCDateTime())
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlackDelivery(Base):
+    """A slash command or click Slack delivered (by ``trigger_id``), claimed once across replicas.
+
+    A signed request replayed within the signature's five minutes, or delivered twice, finds
+    its key taken and is dropped; the housekeeper deletes rows past the replay window."""
+
+    __tablename__ = "slack_delivery"
+    __table_args__ = (Index(None, "at"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())

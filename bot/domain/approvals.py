@@ -38,7 +38,8 @@ class State(StrEnum):
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.APPROVED, State.REJECTED, State.CANCELLED, State.EXPIRED, State.STALE}),
-    State.APPROVED: frozenset({State.APPLYING, State.STALE, State.CANCELLED}),
+    # approved → failed: xenbot gave up on applying it (``apply_attempts`` tries that did not finish).
+    State.APPROVED: frozenset({State.APPLYING, State.STALE, State.CANCELLED, State.FAILED}),
     State.APPLYING: frozenset({State.APPLIED, State.PARTIALLY_FAILED, State.FAILED, State.STALE}),
 }
 
@@ -60,10 +61,15 @@ def outcome(applied: int, failed: int) -> State:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalCheck:
-    """Whether a click may count as an approval, and whether it completes the request."""
+    """Whether a click may count as an approval, and whether it completes the request.
+
+    ``already`` means this approver's approval is on record (a double click, a Slack retry,
+    the same click reaching another replica): nothing is added, and the click is answered
+    with where the request stands rather than refused as an error."""
 
     decision: Decision
     complete: bool = False
+    already: bool = False
 
 
 def check_approval(
@@ -78,6 +84,20 @@ def check_approval(
     approvals_so_far: Collection[str],
     required: int,
 ) -> ApprovalCheck:
+    """Judge one click against approvals read under the request's row lock.
+
+    A pending request that already has enough approvals (left so by a race before approvals
+    were counted under a lock) is completed by the next valid click, so it cannot hang."""
+    if approver in approvals_so_far:
+        if state is not State.PENDING:
+            reason = f"you have already approved this request; it is {state.label}"
+            return ApprovalCheck(Decision(False, reason), already=True)
+        complete = len(set(approvals_so_far)) >= required and now < expires_at
+        left = max(required - len(set(approvals_so_far)), 0)
+        reason = "you have already approved this request; " + (
+            "it is approved now" if complete else f"it needs {_approvers(left)}"
+        )
+        return ApprovalCheck(Decision(complete, reason), complete=complete, already=True)
     if state is not State.PENDING:
         return ApprovalCheck(Decision(False, f"this request is already {state.label}"))
     if now >= expires_at:
@@ -85,6 +105,12 @@ def check_approval(
     allowed = policy.may_approve(approver, requester, members_of)
     if not allowed.allowed:
         return ApprovalCheck(allowed)
-    if approver in approvals_so_far:
-        return ApprovalCheck(Decision(False, "you have already approved this request; it needs another approver"))
-    return ApprovalCheck(Decision(True), complete=len(approvals_so_far) + 1 >= required)
+    return ApprovalCheck(Decision(True), complete=len(set(approvals_so_far)) + 1 >= required)
+
+
+def missing_approvals(approvals_so_far: Collection[str], required: int) -> int:
+    return max(required - len(set(approvals_so_far)), 0)
+
+
+def _approvers(n: int) -> str:
+    return "another approver" if n == 1 else f"{n} more approvers"

@@ -15,8 +15,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bot.domain.activation import (
+    ACTIVATION_KINDS,
+    ACTIVATION_TEXT,
+    AUTOMATIC_ACTIVATIONS,
+    NOTHING_TO_ACTIVATE,
+    activation_for,
+    activation_warning,
+)
 from bot.domain.model import Interface, Pif, PoolInventory, Vif
 from bot.domain.offload import VIF_MODES, key, modes_for, same_effect
+
+__all__ = [
+    "ACTIVATION_KINDS",
+    "ACTIVATION_TEXT",
+    "AUTOMATIC_ACTIVATIONS",
+    "NOTHING_TO_ACTIVATE",
+    "InterfacePlan",
+    "KeyChange",
+    "Plan",
+    "activation_for",
+    "interfaces_in_scope",
+    "plan_activation",
+    "plan_change",
+    "plan_repair",
+    "plan_restore",
+]
 
 ChangeAction = Literal["off", "on", "reset", "restore", "activate"]
 ScopeKind = Literal["vm", "host", "pool", "vif", "pif"]
@@ -129,47 +153,6 @@ def interfaces_in_scope(inventory: PoolInventory, scope_kind: ScopeKind, target:
     return [*(p for h in hosts for p in inventory.pifs_of(h)), *(v for vm in vms for v in inventory.vifs_of(vm))]
 
 
-def activation_for(iface: Interface, inventory: PoolInventory) -> str:
-    """What makes a new other-config value take effect on this interface (dom0 applies it on plug)."""
-    if isinstance(iface, Vif):
-        vm = inventory.vms.get(iface.vm_ref)
-        if vm is None or not vm.running:
-            return "next-start"  # halted: applied when the VM next starts, nothing to do now
-        if not iface.currently_attached:
-            return "next-plug"
-        if vm.guest is None:
-            # VM.start sets guest_metrics to NULL until the agent reports (XA ocaml/xapi/xapi_vm.ml):
-            # no metrics on a running VM means "not known yet", not "no PV drivers" — no power cycle.
-            return "agent-unknown"
-        if vm.has_pv_drivers and (vm.guest is None or vm.guest.can_use_hotplug_vif != "no"):
-            return "vif-replug"
-        return "vm-power-cycle"
-    assert isinstance(iface, Pif)
-    if iface.bond_slave_of:
-        return "bond-replug"  # a member cannot be plugged on its own (CANNOT_PLUG_BOND_SLAVE)
-    if iface.management:
-        return "management-replug"  # unplugging it cuts the host off: flag, do not automate
-    if not iface.currently_attached:
-        return "next-plug"
-    return "pif-plug"
-
-
-ACTIVATION_TEXT: Mapping[str, str] = {
-    "vif-replug": "replug the VIF (VIF.unplug + VIF.plug; brief link drop)",
-    "vm-power-cycle": "shut the VM down and start it (no PV hotplug; a reboot inside the guest is not enough)",
-    "next-start": "nothing now: applied when the halted VM next starts",
-    "next-plug": "nothing now: applied when the interface is next plugged",
-    "pif-plug": "replug the PIF (PIF.unplug + PIF.plug) or reboot the host",
-    "bond-replug": "bond member: replug the bond's PIF or reboot the host (handle with care)",
-    "agent-unknown": "unknown until the guest agent reports (it has not since the VM started); ask again then",
-    "management-replug": "management PIF: replugging cuts the host off XAPI; reboot the host in a window",
-}
-
-# Activations xenbot performs itself when "Activate now" is approved.
-AUTOMATIC_ACTIVATIONS = frozenset({"vif-replug", "vm-power-cycle", "pif-plug", "bond-replug"})
-NOTHING_TO_ACTIVATE = frozenset({"next-start", "next-plug"})
-
-
 def plan_change(
     inventory: PoolInventory,
     action: ChangeAction,
@@ -203,8 +186,16 @@ def plan_change(
         else:
             unchanged += 1
     notes = [_no_device_note(i) for i in planned_ifaces if isinstance(i, Pif) and not i.physical]
+    notes += _warnings(inventory, planned)
     if skipped_pif_only:
-        notes.append(f"{', '.join(sorted(skipped_pif_only))} apply to PIFs only; VIFs get {', '.join(VIF_MODES)}")
+        skipped = sorted(skipped_pif_only)
+        on_vifs = [m for m in modes if m in VIF_MODES]
+        verb = "applies" if len(skipped) == 1 else "apply"
+        notes.append(
+            f"{', '.join(skipped)} {verb} to PIFs only, so VIFs get {', '.join(on_vifs)} only"
+            if on_vifs
+            else f"{', '.join(skipped)} {verb} to PIFs only; nothing is changed on VIFs"
+        )
     return Plan(action, tuple(modes), inventory.pool, scope_kind, scope_label, tuple(planned), unchanged, tuple(notes))
 
 
@@ -256,7 +247,21 @@ def plan_restore(
             f"{len(theirs)} key(s) were changed by someone else since and are left alone: "
             + ", ".join(theirs[:10]) + (" …" if len(theirs) > 10 else "")
         )
+    notes += _warnings(inventory, planned)
     return Plan("restore", (), inventory.pool, "pool", scope_label, tuple(planned), unchanged, tuple(notes))
+
+
+def _warnings(inventory: PoolInventory, planned: Sequence[InterfacePlan], limit: int = 10) -> list[str]:
+    """Why some activations are left to people, naming what may drop (a few; the rest counted)."""
+    found = []
+    for item in planned:
+        iface = inventory.interface(item.uuid)
+        warning = activation_warning(iface, inventory) if iface is not None else None
+        if warning:
+            found.append(warning)
+    if len(found) > limit:
+        found = [*found[:limit], f"… and {len(found) - limit} more not automated"]
+    return found
 
 
 def _interface_plan(inventory: PoolInventory, iface: Interface, changes: list[KeyChange]) -> InterfacePlan:
@@ -271,3 +276,51 @@ def _interface_plan(inventory: PoolInventory, iface: Interface, changes: list[Ke
         changes=tuple(changes),
         activation=activation_for(iface, inventory),
     )
+
+
+def plan_activation(change_id: int, pending: Iterable[tuple[str, str]], inventory: PoolInventory) -> Plan:
+    """What activation of a change would do *now*, for its pending (uuid, label) interfaces: the
+    method is derived again from live state (a VM halted since needs nothing; one started since
+    is done), and what is left to people is noted with the reason and what may drop."""
+    steps: list[InterfacePlan] = []
+    notes: list[str] = []
+    for uuid, label in pending:
+        iface = inventory.interface(uuid)
+        if iface is None:
+            notes.append(f"{label}: no longer exists")
+            continue
+        method = activation_for(iface, inventory)
+        if method not in AUTOMATIC_ACTIVATIONS:
+            warning = activation_warning(iface, inventory)
+            notes.append(warning or f"{label}: {ACTIVATION_TEXT.get(method, method)}")
+            continue
+        owner = iface.vm_ref if isinstance(iface, Vif) else iface.host_ref
+        steps.append(InterfacePlan(inventory.pool, iface.kind, iface.ref, iface.uuid, iface.label, owner, (), method))
+    return Plan("activate", (), inventory.pool, "pool", f"change #{change_id}", tuple(steps), 0, tuple(notes))
+
+
+def plan_repair(kind: str, uuids: Iterable[str], inventory: PoolInventory) -> Plan:
+    """Putting back what an activation left off: ``start-vm`` starts the halted VMs of these VIFs,
+    ``plug-vif`` plugs these VIFs of running VMs. What is back already is left out; a VM that
+    blocks ``start`` is not planned (XAPI would answer OPERATION_BLOCKED) and its reason noted."""
+    steps: list[InterfacePlan] = []
+    refused: list[str] = []
+    for uuid in uuids:
+        iface = inventory.interface(uuid)
+        vm = inventory.vms.get(iface.vm_ref) if isinstance(iface, Vif) else None
+        if not isinstance(iface, Vif) or vm is None:
+            continue
+        if kind == "start-vm":
+            if vm.power_state != "Halted":
+                continue
+            if "start" in vm.blocked_operations:
+                refused.append(f"{vm.name} blocks start: {vm.blocked_operations['start']}")
+                continue
+            method, label = "vm-start", vm.name
+        else:
+            if not vm.running or iface.currently_attached:
+                continue
+            method, label = "vif-plug", iface.label
+        steps.append(InterfacePlan(inventory.pool, "vif", iface.ref, iface.uuid, label, vm.ref, (), method))
+    labels = ", ".join(dict.fromkeys(i.label for i in steps))
+    return Plan("activate", (), inventory.pool, "vm", labels, tuple(steps), 0, tuple(refused))

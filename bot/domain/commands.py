@@ -7,6 +7,7 @@ console alike, before anything touches XAPI.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -162,7 +163,50 @@ def parse(text: str) -> Parsed:
         raise UsageError(f"`{spec.name}` needs one of {', '.join(sorted(k + '=' for k in spec.one_of))}", spec)
     if spec.one_of and len(spec.one_of & options.keys()) > 1:
         raise UsageError(f"give only one of {', '.join(sorted(k + '=' for k in spec.one_of))}", spec)
+    _check_numbers(spec, args, options)
     return Parsed(spec, tuple(args), options)
+
+
+# Numbers are checked here, from the placeholders of each command's usage, so that no route ever
+# sees `-5` for a count, an id no database column can hold, or `nan` for a figure.
+MAX_COUNT = 1000
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+
+
+def _check_numbers(spec: CommandSpec, args: list[str], options: Mapping[str, str]) -> None:
+    """``N`` in a usage is a count (1..MAX_COUNT), ``ID`` an id (``12`` or ``#12``), ``key=N`` a figure
+    (a finite number, not negative)."""
+    positional, named = _placeholders(spec)
+    for value, placeholder in zip(args, positional, strict=False):
+        if placeholder == "N" and not (value.isdigit() and 1 <= int(value) <= MAX_COUNT):
+            raise UsageError(f"`{value}` is not a count: give a whole number from 1 to {MAX_COUNT}", spec)
+        digits = value.removeprefix("#")
+        if placeholder == "ID" and not (digits.isdigit() and 1 <= int(digits) <= MAX_ID):
+            raise UsageError(f"`{value}` is not an id: give a number such as 12", spec)
+    for key, value in options.items():
+        if named.get(key) != "N":
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            raise UsageError(f"`{key}=` needs a number of 0 or more, not `{value}`", spec)
+
+
+def _placeholders(spec: CommandSpec) -> tuple[list[str], dict[str, str]]:
+    """``explain VM [rx=N] [tx=N]`` -> (["VM"], {"rx": "N", "tx": "N"})."""
+    words = spec.usage.split("\n")[0].split()[len(spec.name.split()):]
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for word in words:
+        word = word.strip("[]\"")
+        key, sep, placeholder = word.partition("=")
+        if sep:
+            named[key.lower()] = placeholder
+        elif word and word != "|":
+            positional.append(word)
+    return positional, named
 
 
 def _count(n: int, upto: bool = False) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from bot.domain.activation import nic_is_emulated
 from bot.domain.alerts import Alert
 from bot.domain.model import PoolInventory, Vm
 from bot.domain.offload import PIF_MODES, VIF_MODES, Setting, configured, is_effective
@@ -160,13 +161,16 @@ class VifEvidence:
     offload: Mapping[str, Setting] = field(default_factory=_vif_defaults)
     pending_activation: bool = False
     uuid: str = ""
+    # The guest has no PV drivers: its emulated NIC carries the traffic and no device honours the keys.
+    emulated: bool = False
 
     def setting(self, mode: str) -> Setting:
         return self.offload.get(mode, Setting.DEFAULT)
 
     def effective(self, mode: str) -> bool | None:
-        """Whether ``mode`` is active now; ``None`` when that cannot be known (pending change, not plugged)."""
-        if self.pending_activation or not self.attached:
+        """Whether ``mode`` is active now; ``None`` when that cannot be known (pending change, not
+        plugged, or an emulated NIC that the keys never reach)."""
+        if self.pending_activation or not self.attached or self.emulated:
             return None
         return self.setting(mode).effective
 
@@ -390,7 +394,9 @@ def _vif_offload_text(vifs: Sequence[VifEvidence]) -> str:
         return "no VIFs"
     items = []
     for vif in vifs:
-        if vif.pending_activation:
+        if vif.emulated:
+            state = "no device honours it (emulated NIC: no PV drivers)"
+        elif vif.pending_activation:
             state = "pending activation: not in effect yet"
         elif not vif.attached:
             state = "not plugged: applies when plugged"
@@ -435,6 +441,7 @@ def evidence_for(
             offload=MappingProxyType(configured(v.other_config, "vif")),
             pending_activation=v.uuid in pending,
             uuid=v.uuid,
+            emulated=nic_is_emulated(vm),
         )
         for v in vif_list
     )

@@ -76,6 +76,9 @@ class Vm:
     vif_refs: tuple[str, ...]
     tags: tuple[str, ...] = ()
     other_config: Mapping[str, str] = field(default_factory=_empty)
+    domain_type: str = "hvm"  # hvm | pv | pvh | pv_in_pvh | unspecified
+    # Operations refused with OPERATION_BLOCKED, operation -> the reason its owner gave.
+    blocked_operations: Mapping[str, str] = field(default_factory=_empty)
 
     @property
     def running(self) -> bool:
@@ -130,12 +133,21 @@ class Pif:
     other_config: Mapping[str, str]
     properties: Mapping[str, str] = field(default_factory=_empty)
     params: Mapping[str, object] = field(default_factory=_empty, compare=False, repr=False)
+    disallow_unplug: bool = False
+    ip_configuration_mode: str = "None"  # None | DHCP | Static: an IP on it (management, storage)
+    ipv6_configuration_mode: str = "None"
+    ip: str = ""
 
     kind: InterfaceKind = "pif"
 
     @property
     def label(self) -> str:
         return f"{self.host_name}:{self.device}"
+
+    @property
+    def has_ip(self) -> bool:
+        """dom0 itself talks over it (management, storage, clustering): a replug cuts that traffic."""
+        return self.ip_configuration_mode not in ("", "None") or self.ipv6_configuration_mode not in ("", "None")
 
     @property
     def bond_role(self) -> str:

@@ -50,6 +50,14 @@ class Reply:
     thread_ts: str | None = None
     # Errors and refusals stay private even when someone presses "Share".
     error: bool = False
+    # The notification text already in Slack markup, when the renderer put xenbot's own mentions
+    # (``<@U…>``, ``<#C…>``) in it and escaped everything else itself; see fallback_text.
+    fallback: str | None = None
+
+
+def fallback_text(reply: Reply) -> str:
+    """What a transport sends as ``text``: the renderer's own markup, or the plain text escaped."""
+    return reply.fallback if reply.fallback is not None else escape(reply.text)
 
 
 def section(text: str) -> Block:

@@ -17,6 +17,8 @@ class Action(StrEnum):
     REJECT = "xenbot_reject_change"
     CANCEL = "xenbot_cancel_change"
     ACTIVATE = "xenbot_activate_change"
+    START_VM = "xenbot_start_vm_left_off"
+    PLUG_VIF = "xenbot_plug_vif_left_unplugged"
     REVERT = "xenbot_revert_change"
     DISABLE_OFFLOAD = "xenbot_disable_offload"
     SHOW_VIFS = "xenbot_show_vifs"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from bot.domain.activation import nic_is_emulated
 from bot.domain.commands import COMMANDS, CommandSpec
 from bot.domain.model import Interface, Pif, Vif, Vm
 from bot.domain.offload import OffloadSummary, Setting, configured, modes_for
@@ -36,6 +37,13 @@ NO_DEVICE_LEGEND = (
 PENDING_LEGEND = (
     "IN EFFECT: `pending` = changed by xenbot but not yet applied by dom0 (needs a replug, power cycle "
     "or PIF plug: `/xen activate ID`)"
+)
+
+
+EMULATED = "no (emulated)"
+EMULATED_LEGEND = (
+    f"IN EFFECT `{EMULATED}`: the guest has no PV drivers, so its traffic goes through the emulated NIC "
+    "and no device honours the VIF's offload keys"
 )
 
 
@@ -131,6 +139,7 @@ def _notes(notes: list[str]) -> list[Block]:
 def render_vifs(result: VifList, command_text: str) -> Reply:
     vm = result.vm
     modes = modes_for("vif")
+    emulated = nic_is_emulated(vm)
     rows = [
         (
             v.device,
@@ -139,7 +148,7 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
             v.mtu,
             "yes" if v.currently_attached else "no",
             *offload_cells(v, modes),
-            _pending(result.pending, v.uuid),
+            EMULATED if emulated else _pending(result.pending, v.uuid),
         )
         for v in result.vifs
     ]
@@ -151,7 +160,8 @@ def render_vifs(result: VifList, command_text: str) -> Reply:
     if not rows:
         return Reply(text=_plain(title), blocks=[section(title + "\nThis VM has no VIFs.")])
     lines = table_lines(("DEV", "MAC", "NETWORK", "MTU", "ATTACHED", *modes, "IN EFFECT"), rows)
-    return _listing(title, lines, [LEGEND, PENDING_LEGEND], command_text, f"vifs-{vm.name}.txt")
+    legends = [LEGEND, EMULATED_LEGEND if emulated else PENDING_LEGEND]
+    return _listing(title, lines, legends, command_text, f"vifs-{vm.name}.txt")
 
 
 def render_pifs(result: PifList, command_text: str) -> Reply:
@@ -239,6 +249,11 @@ def render_offload_status(status: OffloadStatus, command_text: str) -> Reply:
             full += ["Differing:", *outlier_lines]
         full.append("")
     blocks.append(context(LEGEND))
+    if status.no_device:
+        text = (f"{status.no_device} VIF(s) belong to guests without PV drivers: their emulated NICs carry "
+                "the traffic, so none of these settings is in effect on them.")
+        blocks.append(section(f":information_source: {text}"))
+        full.append(text)
     if status.pending:
         blocks.append(section(f":hourglass_flowing_sand: {status.pending} interface(s) are *pending activation*."))
         full.append(f"{status.pending} interface(s) pending activation")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.domain.commands import CommandSpec, Parsed, UsageError, register
 from bot.render import alerts as render
 from bot.render.blocks import Reply
 from bot.render.ids import Action
-from bot.router import Actor, CommandRouter
+from bot.render.inspection import render_error
+from bot.router import ActionHandler, Actor, CommandRouter
 from bot.services.alerts import AlertService
 from bot.services.changes import ChangeError, ChangeService, Scope
 
@@ -34,9 +37,28 @@ class AlertRoutes:
     def register(self, router: CommandRouter) -> None:
         router.add_route("explain", self._explain)
         router.add_route("alerts", self._list)
-        router.add_action(Action.SHOW_VIFS, self._show_vifs)
-        router.add_action(Action.MUTE, self._mute)
-        router.add_action(Action.DISABLE_OFFLOAD, self._disable)
+        # The buttons under a diagnosis are checked like any click (operators), but in the alert
+        # channels they were posted in as well as in xenbot's own channels.
+        for action_id, handler in (
+            (Action.SHOW_VIFS, self._show_vifs),
+            (Action.MUTE, self._mute),
+            (Action.DISABLE_OFFLOAD, self._disable),
+        ):
+            router.add_action(action_id, self._checked(router, action_id, handler), operators_only=False)
+
+    def _checked(self, router: CommandRouter, action_id: str, handler: ActionHandler) -> ActionHandler:
+        def run(actor: Actor, value: str) -> Reply:
+            policy = router.access
+            if policy.allowed_channels:
+                policy = replace(policy, allowed_channels=(*policy.allowed_channels, *self.alerts.alert_channels))
+            decision = policy.may_operate(actor.user_id, actor.channel_id, router.members_of)
+            if not decision.allowed:
+                router.audit.record(actor=actor.user_id, action="action.refused", target=action_id,
+                                    details={"value": value, "reason": decision.reason}, channel=actor.channel_id)
+                return render_error(f"Sorry, {decision.reason}.")
+            return handler(actor, value)
+
+        return run
 
     def _explain(self, actor: Actor, parsed: Parsed) -> Reply:
         return self.alerts.explain(

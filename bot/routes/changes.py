@@ -76,6 +76,9 @@ class ChangeRoutes:
             a.user_id, a.channel_id, _id(v, "revert"))))
         router.add_action(Action.ACTIVATE, lambda a, v: refused_on_change_error(lambda: self.changes.request_activation(
             a.user_id, a.channel_id, _id(v, "activate"))))
+        for action, kind in ((Action.START_VM, "start-vm"), (Action.PLUG_VIF, "plug-vif")):
+            router.add_action(action, lambda a, v, kind=kind: refused_on_change_error(  # type: ignore[misc]
+                lambda: self.changes.request_repair(a.user_id, a.channel_id, _id(v, kind), kind)))
 
     def _offload(self, actor: Actor, parsed: Parsed) -> Reply:
         scope_key = next(k for k in ("vm", "host", "pool", "vif", "pif") if k in parsed.options)

@@ -17,14 +17,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
 from bot.db import audit
-from bot.db.models import AlertDelivery, AlertMute, AlertRecord
+from bot.db.models import AlertMute, AlertRecord
 from bot.domain import names
-from bot.domain.alerts import Alert, parse_alert
+from bot.domain.access import AccessPolicy
+from bot.domain.alerts import Alert
+from bot.domain.alerts.intake import Audience, Installation, audience
+from bot.domain.alerts.vocab import strip_port
+from bot.domain.alerts.webhook import WebhookGroup
 from bot.domain.diagnosis import Diagnosis, Rule, diagnose, evidence_for, load_rules
 from bot.domain.model import Host, PoolInventory, Vm
 from bot.render import alerts as render
@@ -32,6 +35,7 @@ from bot.render.blocks import Reply
 from bot.services.changes import ChangeService
 from bot.services.inspection import InspectionService
 from bot.services.messenger import Messenger
+from bot.settings import AlertSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class AlertService:
         alert_channels: tuple[str, ...],
         rules: list[Rule] | None = None,
         mute_hours: int = 168,
+        access: AccessPolicy | None = None,
+        options: AlertSettings | None = None,
     ) -> None:
         self.sessions = sessions
         self.inspection = inspection
@@ -65,6 +71,11 @@ class AlertService:
         self.alert_channels = alert_channels
         self.rules = rules if rules is not None else load_rules()
         self.mute_hours = mute_hours
+        self.access = access or AccessPolicy()
+        self.options = options or AlertSettings()
+        from bot.services.alert_intake import AlertIntake
+
+        self.intake = AlertIntake(self)
 
     @property
     def clock(self) -> Any:
@@ -72,75 +83,45 @@ class AlertService:
 
     # -- listening ---------------------------------------------------------------------
 
-    def handle_message(self, event: Mapping[str, Any], event_id: str | None) -> str:
+    def handle_message(
+        self,
+        event: Mapping[str, Any],
+        event_id: str | None,
+        envelope: Mapping[str, Any] | None = None,
+        us: Installation | None = None,
+    ) -> str:
         """Returns what happened (for logs and tests): ignored, duplicate, new, repeat, resolved, …"""
-        channel = str(event.get("channel") or "")
-        if channel not in self.alert_channels:
-            return "ignored"
-        alert = parse_alert(event)
-        if alert is None:
-            return "ignored"
-        message = event.get("message") if event.get("subtype") == "message_changed" else event
-        message = message if isinstance(message, Mapping) else event
-        ts = str(message.get("ts") or event.get("ts") or "")
-        root = str(message.get("thread_ts") or ts)
-        now = self.clock()
-        key = event_id or f"{channel}:{ts}:{event.get('subtype', '')}:{alert.status}"
-        with self.sessions.begin() as session:
-            existing = session.scalar(
-                select(AlertRecord).where(AlertRecord.channel == channel, AlertRecord.identity == alert.identity)
-            )
-            kind = self._kind(existing, alert, edited=event.get("subtype") == "message_changed")
-            try:
-                with session.begin_nested():
-                    session.add(AlertDelivery(event_id=key[:64], alert_id=existing.id if existing else None,
-                                              kind=kind, at=now))
-            except IntegrityError:
-                return "duplicate"
-            if existing is not None and kind in ("repeat", "resolved", "edit"):
-                existing.status = alert.status
-                existing.last_seen = now
-                existing.repeats += 1 if kind == "repeat" else 0
-                thread = existing.thread_ts
-                vm_name = existing.vm_name or existing.target
-        if existing is not None and kind in ("repeat", "resolved", "edit"):
-            if kind != "edit":
-                self.messenger.post(channel, render.follow_up(kind, alert, vm_name), thread_ts=thread)
-            return kind
-        return self._diagnose_new(channel, root, alert, now, reopen=existing is not None)
+        return self.intake.handle_message(event, event_id, envelope or {}, us or Installation())
 
-    @staticmethod
-    def _kind(existing: AlertRecord | None, alert: Alert, edited: bool) -> str:
-        if existing is None:
-            return "new"
-        if existing.status == "resolved" and alert.firing:
-            return "new"  # fired again after it resolved: a fresh look is worth it
-        if not alert.firing:
-            return "resolved" if existing.status != "resolved" else "edit"
-        return "edit" if edited else "repeat"
+    def audience(self, channel: str, shared: bool = False) -> Audience:
+        return audience(
+            channel,
+            allowed_channels=self.access.allowed_channels,
+            operators=self.access.operators,
+            shared=shared,
+        )
 
-    def _diagnose_new(self, channel: str, root: str, alert: Alert, now: datetime, reopen: bool) -> str:
+    def diagnose_alert(
+        self, channel: str, root: str, alert: Alert, now: datetime, reopen: bool, seen_by: Audience
+    ) -> tuple[str, Reply]:
+        """Find the alert's VM, diagnose it and store the result; the reply is for the caller to post."""
         try:
             found = self.find(alert.target_ip or alert.target, alert.target)
         except names.NotFound as exc:
             self._store(channel, root, alert, now, reopen, None, None, None)
-            self.messenger.post(channel, render.not_found(alert, exc), thread_ts=root)
-            return "unresolved"
+            return "unresolved", render.not_found(alert, exc, suggestions=seen_by == "full")
         inventory, subject = found
         if isinstance(subject, Host):
             self._store(channel, root, alert, now, reopen, inventory.pool, None, None)
-            self.messenger.post(channel, render.host_alert(alert, inventory, subject), thread_ts=root)
-            return "host"
+            return "host", render.host_alert(alert, inventory, subject, full=seen_by == "full")
         vm = subject
         mute = self.active_mute(vm.uuid)
         diagnosis = self.diagnose_vm(inventory, vm, alert)
         self._store(channel, root, alert, now, reopen, inventory.pool, vm, diagnosis)
         metrics.ALERTS.labels(alert.source, diagnosis.verdict).inc()
         if mute is not None:
-            self.messenger.post(channel, render.muted(vm, mute.until, mute.muted_by, diagnosis), thread_ts=root)
-            return "muted"
-        self.messenger.post(channel, render.diagnosis_reply(inventory.pool, vm, alert, diagnosis), thread_ts=root)
-        return "new"
+            return "muted", render.muted(vm, mute.until, mute.muted_by, diagnosis)
+        return "new", render.diagnosis_reply(inventory.pool, vm, alert, diagnosis, full=seen_by == "full")
 
     def _store(
         self,
@@ -200,6 +181,32 @@ class AlertService:
                          "reopened": reopen},
             )
 
+    def store_unnamed(self, channel: str, root: str, alert: Alert, now: datetime) -> None:
+        self._store(channel, root, alert, now, False, None, None, None)
+
+    def store_group(self, channel: str, identity: str, thread: str, group: WebhookGroup, now: datetime) -> None:
+        """The message a webhook group's replies hang under, by the group's identity."""
+        values = {"thread_ts": thread, "source": group.source, "status": "firing", "last_seen": now,
+                  "parsed": {"group_key": group.group_key, "title": group.title}}
+        with self.sessions.begin() as session:
+            row = session.scalar(
+                select(AlertRecord).where(AlertRecord.channel == channel, AlertRecord.identity == identity)
+            )
+            if row is None:
+                session.add(AlertRecord(channel=channel, identity=identity, target="", repeats=0, first_seen=now,
+                                        **values))
+            else:
+                for name, value in values.items():
+                    setattr(row, name, value)
+
+    def close_group(self, channel: str, identity: str, now: datetime) -> None:
+        with self.sessions.begin() as session:
+            row = session.scalar(
+                select(AlertRecord).where(AlertRecord.channel == channel, AlertRecord.identity == identity)
+            )
+            if row is not None:
+                row.status, row.last_seen = "resolved", now
+
     # -- finding and diagnosing ---------------------------------------------------------
 
     def find(self, query: str, fallback: str | None = None) -> tuple[PoolInventory, Vm | Host]:
@@ -241,6 +248,23 @@ class AlertService:
             suggestions.append(f"(pools not answering: {', '.join(sorted({e.pool for e in errors}))})")
         raise names.NotFound("VM or host", query, suggestions)
 
+    def find_vm(self, query: str, pool: str | None = None) -> tuple[PoolInventory, Vm]:
+        """A VM as alerts name it: name, uuid, FQDN (its short name), ``host:port`` (port dropped) or guest IP."""
+        target = strip_port(query)
+        if _is_ip(target):
+            inventories, _errors = self.inspection.inventories(pool)
+            by_ip = [(inv, vm) for inv in inventories for vm in inv.vms.values() if vm.guest and target in vm.guest.ips]
+            if len(by_ip) == 1:
+                return by_ip[0]
+            if len(by_ip) > 1:
+                raise names.NotFound("VM", target, [f"{vm.name} ({inv.pool})" for inv, vm in by_ip])
+        try:
+            return self.inspection.find_vm(target, pool)
+        except names.NotFound:
+            if "." in target and not _is_ip(target):
+                return self.inspection.find_vm(target.split(".", 1)[0], pool)
+            raise
+
     def diagnose_vm(self, inventory: PoolInventory, vm: Vm, alert: Alert | None) -> Diagnosis:
         own = {v.uuid for v in inventory.vifs_of(vm)}
         pending = self.changes.pending_activation(own)
@@ -248,7 +272,7 @@ class AlertService:
         return diagnose(evidence, self.rules)
 
     def explain(self, query: str, rx: float | None, tx: float | None, pool: str | None) -> Reply:
-        inventory, vm = self.inspection.find_vm(query, pool)
+        inventory, vm = self.find_vm(query, pool)
         diagnosis = self.diagnose_vm(inventory, vm, None)
         if rx is not None or tx is not None:
             directions = frozenset(d for d, v in (("rx", rx), ("tx", tx)) if v is not None)

@@ -37,10 +37,10 @@ from bot.db import audit
 from bot.db.models import ChangeRequest, ChangeResult
 from bot.db.retry import patiently
 from bot.domain.approvals import State, outcome
-from bot.domain.changes import InterfacePlan, Plan
+from bot.domain.changes import ACTIVATION_KINDS, InterfacePlan, Plan
 from bot.domain.outcomes import FAILURES, SUCCESSES, WRITTEN
 from bot.render import changes as render
-from bot.services.activate import activate
+from bot.services.activate import activate, resume_activation
 from bot.services.apply_execute import apply_interfaces
 from bot.services.apply_recover import resume
 from bot.services.apply_results import ClaimLost, Outcome, store_results
@@ -113,7 +113,7 @@ class ApplyService:
             request = session.get(ChangeRequest, request_id)
         if request is None or request.state != State.APPROVED:
             return None
-        if request.kind == "activate":
+        if request.kind in ACTIVATION_KINDS:  # activate, and the start-vm / plug-vif that put back what it left
             return self._activate(request, actor)
         if request.kind in self.finishers:
             if not self._claim(request, (State.APPROVED,), actor):
@@ -122,10 +122,16 @@ class ApplyService:
         try:
             fresh = self.changes.replan(request)
         except XenError as exc:
-            # Nothing was written; the approval stands and recover() will try again.
-            self.post_in_thread(request, render.apply_postponed(request, str(exc)))
+            # Nothing was written; the approval stands and recover() tries again, a limited number of times.
             log.warning("change #%s postponed: %s", request.id, exc)
-            return State.APPROVED
+            counted = self.changes.attempt_failed(request.id, str(exc), self.me, seen=request.updated_at)
+            if counted is None:
+                return None
+            left_in, attempts = counted
+            if left_in is State.APPROVED:
+                self.post_in_thread(request, render.apply_postponed(
+                    request, str(exc), attempts, self.changes.slack.apply_attempts))
+            return left_in
         if fresh.content_hash != request.plan_hash:
             return self._stale(request, fresh, actor)
         if not self._claim(request, (State.APPROVED,), actor):
@@ -143,7 +149,10 @@ class ApplyService:
         handled = []
         for request_id in stuck:
             if self.recovery_runner is None:
-                self.recover_one(request_id, lease)
+                try:
+                    self.recover_one(request_id, lease)
+                except Exception:  # e.g. the database went away meanwhile: the others still get their turn
+                    log.exception("could not recover change #%s", request_id)
             else:
                 with self._recovering_lock:
                     if request_id in self._recovering:
@@ -161,16 +170,34 @@ class ApplyService:
 
     def recover_one(self, request_id: int, lease: timedelta = LEASE) -> State | None:
         """Finish one request if it is still stuck: judged again here, as it may have moved on
-        since ``recover`` picked it (its holder's heartbeat came back, another replica took it)."""
+        since ``recover`` picked it (its holder's heartbeat came back, another replica took it).
+
+        A try that does not reach an end (an error, the pool not answering) is counted in the
+        database; after ``apply_attempts`` of them the request fails with the reason, so a
+        request can never be retried forever."""
         with self.sessions() as session:
             request = session.scalars(
                 select(ChangeRequest).where(ChangeRequest.id == request_id, self._stuck(self.clock() - lease))
             ).first()
         if request is None:
             return None
-        if request.state == State.APPROVED:
-            return self.execute(request.id)
-        return self._resume(request)
+        try:
+            if request.state == State.APPROVED:
+                return self.execute(request.id)
+            final = self._resume(request)
+            if final is not State.APPLYING:
+                return final
+            # The pool did not answer (the thread says so); ask it once more for the reason.
+            reason = "the pool did not answer"
+            try:
+                self.gateways.get(request.pool).inventory()
+            except XenError as exc:
+                reason = str(exc)
+        except Exception as exc:
+            log.exception("could not finish change #%s", request_id)
+            reason = f"{type(exc).__name__}: {exc}"
+        counted = self.changes.attempt_failed(request_id, reason, self.me)
+        return counted[0] if counted else None
 
     def _recovered(self, request_id: int, _job: object = None) -> None:
         with self._recovering_lock:
@@ -213,6 +240,8 @@ class ApplyService:
         return True
 
     def _stale(self, request: ChangeRequest, fresh: Plan, actor: str) -> State | None:
+        """Live state is not what was approved: apply nothing, say why in the request's thread,
+        and ask for approval of what is left (if anything) as a new request."""
         with self.sessions.begin() as session:
             row = session.get(ChangeRequest, request.id)
             assert row is not None
@@ -220,6 +249,12 @@ class ApplyService:
                 return None
         self.changes.refresh_message(request.id)
         old = Plan.from_json(request.plan)
+        try:  # approved interfaces that no longer exist (destroyed, or their VM or host was)
+            inventory = self.gateways.get(request.pool).inventory()
+            gone = [i.label for i in old.interfaces if inventory.interface(i.uuid) is None]
+        except XenError:
+            gone = []
+        new_id = None
         if fresh.interfaces:
             new = self.changes.create_request(
                 kind=request.kind,
@@ -230,9 +265,9 @@ class ApplyService:
                 scope_target=request.plan.get("scope_target", request.scope_label),
                 parent_id=request.id,
             )
-            self.changes.post_for_approval(new, fresh, note=render.stale_note(request, old, fresh))
-        else:
-            self.post_in_thread(request, render.stale_nothing_left(request))
+            new_id = new.id
+            self.changes.post_for_approval(new, fresh, note=render.stale_note(request, old, fresh, gone))
+        self.post_in_thread(request, render.stale_reason(request, old, fresh, gone, new_id))
         return State.STALE
 
     # -- finishing -------------------------------------------------------------------
@@ -290,31 +325,42 @@ class ApplyService:
     def _report(self, request: ChangeRequest, final: State, note: str | None = None, claimed: bool = False) -> bool:
         """Update the card and post the outcome in its thread, once.
 
-        The post is claimed first (``reported_at``, compare-and-set), so a slow Slack cannot
-        make the housekeeper's ``report_unreported`` post it a second time meanwhile; a post
-        Slack did not take releases the claim for it. Returns False when Slack did not take it."""
-        with self.sessions() as session:
-            counts, failures, activation = self._outcome_of(session, request.id)
-            # The card's place is read again: it may have been recorded after this apply began
-            # (an approval clicked within moments of the card appearing).
-            card = session.execute(
-                select(ChangeRequest.message_channel, ChangeRequest.message_ts).where(ChangeRequest.id == request.id)
-            ).one()
-        request.message_channel, request.message_ts = card.message_channel, card.message_ts
-        self.changes.refresh_message(request.id)
-        if request.kind == "activate":
-            reply = render.activation_summary(request, final, counts, failures)
-        else:
-            reply = render.apply_summary(request, final, counts, failures, activation)
-        if note:
-            reply = render.with_note(reply, note)
+        The post is claimed first (``reported_at``, compare-and-set), before anything talks to
+        Slack: claimed only after the card's ``chat.update``, a slow Slack left the finished
+        change unclaimed for as long as that call took, and the housekeeper's
+        ``report_unreported`` could post the outcome too. A post Slack did not take (or a
+        failure before it) releases the claim for the housekeeper. Returns False when Slack
+        did not take it."""
         if not claimed:
             try:
                 if not self._mark_reported(request.id, self.clock()):
                     return True  # someone else has posted it
             except Exception:  # post anyway: a late duplicate is better than no outcome at all
                 log.exception("could not claim the outcome post of change #%s", request.id)
-        if not self.post_in_thread(request, reply):
+        try:
+            with self.sessions() as session:
+                counts, failures, activation = self._outcome_of(session, request.id)
+                # The card's place is read again: it may have been recorded after this apply began
+                # (an approval clicked within moments of the card appearing).
+                card = session.execute(
+                    select(ChangeRequest.message_channel, ChangeRequest.message_ts).where(
+                        ChangeRequest.id == request.id
+                    )
+                ).one()
+            request.message_channel, request.message_ts = card.message_channel, card.message_ts
+            self.changes.refresh_message(request.id)
+            if request.kind in ACTIVATION_KINDS:
+                reply = render.activation_summary(request, final, counts, failures)
+            else:
+                reply = render.apply_summary(request, final, counts, failures, activation)
+            if note:
+                reply = render.with_note(reply, note)
+            posted = self.post_in_thread(request, reply)
+        except Exception:
+            if not claimed:
+                self._release_report(request.id)  # report_unreported() tries again
+            raise
+        if not posted:
             self._release_report(request.id)  # report_unreported() tries again
             return False
         return True
@@ -375,6 +421,8 @@ class ApplyService:
         return apply_interfaces(self, request, interfaces, resumed=resumed)
 
     def _resume(self, request: ChangeRequest) -> State | None:
+        if request.kind in ACTIVATION_KINDS:  # no writes to re-read: a half-done replug or power cycle
+            return resume_activation(self, request)
         return resume(self, request)
 
     def _activate(self, request: ChangeRequest, actor: str) -> State | None:

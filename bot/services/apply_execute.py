@@ -45,12 +45,15 @@ SETTLE_POLL_SECONDS = 0.5
 class Uncertain(Exception):
     """A write's answer was lost: it may have landed, or may still land. Look, do not re-send.
 
-    ``key`` is the key whose write was lost (None when only the read-back failed)."""
+    ``key`` is the key whose write was lost (None when only the read-back failed).
+    ``in_flight`` is False when nothing can still land (XAPI refused to put a removed key
+    back): then there is nothing to wait for, only a key to finish."""
 
-    def __init__(self, key: str | None, reason: str) -> None:
+    def __init__(self, key: str | None, reason: str, *, in_flight: bool = True) -> None:
         super().__init__(reason)
         self.key = key
         self.reason = reason
+        self.in_flight = in_flight
 
 
 GONE = "the interface no longer exists (HANDLE_INVALID)"
@@ -142,6 +145,10 @@ def apply_one(
         return Outcome(item.uuid, item.label, item.kind, "failed", before, None, GONE, item.activation)
     # No read-back: every key's value is known here. A write XAPI answered landed; one it refused
     # did not; a duplicate was read; a lost answer raised Uncertain (and is read in settle()).
+    midway = [k for k, state in judge(before, target, current).items() if state is KeyState.MIDWAY]
+    if midway:  # a re-add of a key found midway was refused: finish it later, never record it so
+        reason = f"{midway[0]} is absent midway: {failures.get(midway[0], 'not re-added')}"
+        raise Uncertain(midway[0], reason, in_flight=False)
     return outcome_from(item, current, failures)
 
 
@@ -178,7 +185,7 @@ def _write_key(
             _add(gateway, item, key_name, present)
         except XapiError as again:
             log.error("%s %s: %s could be neither set nor restored (%s)", item.kind, item.label, key_name, again)
-            raise Uncertain(key_name, f"{key_name} left absent midway: {again.short}") from None
+            raise Uncertain(key_name, f"{key_name} left absent midway: {again.short}", in_flight=False) from None
         raise
 
 
@@ -238,7 +245,8 @@ def settle(
                 continue  # the pool may answer again before the deadline
             states = judge(item.previous(), item.expected(), live)
             lost_state = states.get(lost.key) if lost.key else None
-            if lost_state in (KeyState.UNTOUCHED, KeyState.MIDWAY) and time.monotonic() < deadline:
+            waiting_for_it = lost.in_flight and lost_state in (KeyState.UNTOUCHED, KeyState.MIDWAY)
+            if waiting_for_it and time.monotonic() < deadline:
                 continue  # the lost write may still land
             # Past the deadline an untouched key stays as it is (never re-sent blind); a midway one
             # was certainly removed by xenbot and is re-added.

@@ -9,6 +9,13 @@ same settings (database, pools, Slack messenger).
 Nothing about exactly-once changes: the child claims the request in the database like any
 replica would, and a child that dies mid-apply leaves a request whose heartbeat goes stale,
 which the housekeeper resumes (``ApplyService.recover``).
+
+Children ignore SIGINT/SIGTERM (the parent decides when they stop), so a serving process
+killed outright (SIGKILL, the OOM killer) used to leave them running for good. Each child
+watches the pipe multiprocessing keeps from its parent (``parent_process().sentinel``: it
+reads as closed when the parent is gone, however it died); then the child starts no new
+interface, lets the ones in flight finish and be stored, and exits. The request stays
+``applying`` and the next replica's housekeeper (or this one's, restarted) resumes it.
 """
 
 from __future__ import annotations
@@ -142,6 +149,25 @@ class ApplyProcesses:
 # -- in the child -------------------------------------------------------------------
 
 _services: Services | None = None
+_parent_gone = threading.Event()
+_busy = threading.Lock()  # held while a job runs: the exit waits for it
+
+
+def _watch_parent() -> None:
+    """Wait for the serving process to be gone, hand the request over, and exit."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    parent.join()  # the parent's end of the pipe closed: it exited or was killed
+    _parent_gone.set()
+    log.warning("the serving process is gone: finishing the interfaces in flight, leaving the rest to "
+                "recovery, then exiting")
+    if _services is not None:
+        # Collector.may_write reads this before every interface: none is started from now on.
+        _services.apply.write_window = -1.0
+    with _busy:
+        logging.shutdown()
+        os._exit(0)
 
 
 def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
@@ -160,6 +186,7 @@ def _start_child(settings: Settings, messenger: MessengerFactory) -> None:
     except OSError as exc:  # e.g. systemd's SystemCallFilter=~@resources
         log.info("apply process keeps normal priority: %s", exc)
     _services = build(settings, messenger=messenger(settings))
+    threading.Thread(target=_watch_parent, name="xenbot-parent-watch", daemon=True).start()
     heap.settle()  # a pool-wide apply allocates fast; collections need not walk the imports
     _keep_warm(_services)
 
@@ -170,13 +197,19 @@ def _ready() -> bool:
 
 def _execute(request_id: int, actor: str) -> str | None:
     assert _services is not None, "child not initialised"
-    state = _services.apply.execute(request_id, actor)
+    with _busy:
+        if _parent_gone.is_set():
+            return None  # still approved: recovery applies it
+        state = _services.apply.execute(request_id, actor)
     return None if state is None else str(state)
 
 
 def _recover(request_id: int, lease: timedelta) -> str | None:
     assert _services is not None, "child not initialised"
-    state = _services.apply.recover_one(request_id, lease)
+    with _busy:
+        if _parent_gone.is_set():
+            return None
+        state = _services.apply.recover_one(request_id, lease)
     return None if state is None else str(state)
 
 

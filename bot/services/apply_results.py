@@ -115,8 +115,25 @@ class Collector:
                 for item in batch:
                     metrics.INTERFACES_CHANGED.labels(self.request.pool, item.status).inc()
                 self.service._progress(self.request, done, self.total)
+            elif not self.lost and time.monotonic() - self._recorded_at > self.service.write_window / 3:
+                self._beat()
             if closed and not batch:
                 return
+
+    def _beat(self) -> None:
+        """Keep the claim alive while no result arrives (a guest taking minutes to shut down):
+        without it the lease would lapse and another replica would take over mid-activation."""
+        service = self.service
+        try:
+            held = beat(service.sessions, service.clock, service.me, self.request)
+        except Exception:  # the database is away: may_write() stops new writes once the window passes
+            log.warning("could not refresh the heartbeat of change #%s", self.request.id, exc_info=True)
+            return
+        if held:
+            self._recorded_at = time.monotonic()
+        else:
+            self.lost = True
+            log.warning("change #%s was taken over by another replica; stopping here", self.request.id)
 
     def _store(self, batch: list[Outcome]) -> None:
         service, request = self.service, self.request
@@ -150,6 +167,17 @@ class Collector:
             )
         )
 
+
+
+def beat(sessions: sessionmaker[Session], clock: Callable[[], datetime], me: str, request: ChangeRequest) -> bool:
+    """Refresh the request's heartbeat; False when this replica no longer holds it."""
+    with sessions.begin() as session:
+        held = session.execute(
+            update(ChangeRequest)
+            .where(ChangeRequest.id == request.id, ChangeRequest.executor == me)
+            .values(heartbeat_at=clock())
+        )
+        return bool(held.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def store_results(

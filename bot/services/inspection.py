@@ -8,12 +8,13 @@ VIFs answers as fast as a small one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from bot.domain import names
+from bot.domain.activation import nic_is_emulated
 from bot.domain.model import Host, Interface, Pif, PoolInventory, Vif, Vm
 from bot.domain.offload import OffloadSummary, summarise
 from bot.xen.errors import XapiUnavailable, XenError
@@ -76,6 +77,7 @@ class OffloadStatus:
     vifs: OffloadSummary | None
     pifs: OffloadSummary | None
     pending: int = 0
+    no_device: int = 0  # VIFs of guests without PV drivers: no device honours their keys
 
 
 Scope = Literal["vm", "host", "pool"]
@@ -267,12 +269,15 @@ class InspectionService:
     def _offload_status(self, scope: Scope, query: str) -> OffloadStatus:
         if scope == "vm":
             inventory, vm = self.find_vm(query)
-            return OffloadStatus("vm", vm.name, inventory.pool, summarise(inventory.vifs_of(vm)), None)
+            vifs = inventory.vifs_of(vm)
+            return OffloadStatus("vm", vm.name, inventory.pool, summarise(vifs), None,
+                                 no_device=_no_device(inventory, vifs))
         if scope == "host":
             inventory, host = self.find_host(query)
             vifs = [v for vm in inventory.vms_on(host) for v in inventory.vifs_of(vm)]
             return OffloadStatus(
-                "host", host.name, inventory.pool, summarise(vifs), summarise(inventory.pifs_of(host))
+                "host", host.name, inventory.pool, summarise(vifs), summarise(inventory.pifs_of(host)),
+                no_device=_no_device(inventory, vifs),
             )
         gateway = self.gateway(query)
         inventory = gateway.inventory(max_age=self.max_age)
@@ -282,6 +287,7 @@ class InspectionService:
             gateway.name,
             summarise(inventory.vifs.values()),
             summarise(inventory.pifs.values()),
+            no_device=_no_device(inventory, inventory.vifs.values()),
         )
 
     # -- helpers ------------------------------------------------------------------
@@ -357,3 +363,8 @@ def _name_of(inventory: PoolInventory, ref: str) -> str:
         if iface is not None:
             return f"{iface.label} ({iface.uuid})"
     return ref
+
+
+def _no_device(inventory: PoolInventory, vifs: Iterable[Vif]) -> int:
+    """VIFs whose guest uses its emulated NIC: offload keys on them are in effect nowhere."""
+    return sum(1 for v in vifs if (vm := inventory.vms.get(v.vm_ref)) is not None and nic_is_emulated(vm))

@@ -130,6 +130,8 @@ def vm_model(ref: str, v: Mapping[str, Any], hosts: Mapping[str, Host], guest_me
         vif_refs=tuple(str(r) for r in v.get("VIFs", ())),
         tags=tuple(str(t) for t in v.get("tags", ())),
         other_config=as_map(v.get("other_config")),
+        domain_type=str(v.get("domain_type") or "hvm"),
+        blocked_operations=as_map(v.get("blocked_operations")),
     )
 
 
@@ -180,6 +182,10 @@ def pif_model(ref: str, p: Mapping[str, Any], hosts: Mapping[str, Host], network
         other_config=as_map(p.get("other_config")),
         properties=as_map(p.get("properties")),
         params=MappingProxyType(p) if isinstance(p, dict) else p,
+        disallow_unplug=bool(p.get("disallow_unplug")),
+        ip_configuration_mode=str(p.get("ip_configuration_mode") or "None"),
+        ipv6_configuration_mode=str(p.get("ipv6_configuration_mode") or "None"),
+        ip=str(p.get("IP") or ""),
     )
 
 

@@ -153,7 +153,8 @@ def apply_then_time(fake: FakeSlack, url: str, text: str) -> float:
     """Request and approve ``offload off pool=bench``; once the card is final, time ``text``."""
     post_signed(url, slash_command("offload off pool=bench", user_id="U0OPS",
                                    response_url=fake.response_url()), SIGNING_SECRET)
-    card = fake.wait_for("chat.postMessage", predicate=lambda c: "Change #1:" in str(c.args.get("text")), timeout=300)[-1]
+    card = fake.wait_for("chat.postMessage", predicate=lambda c: "Change #1:" in str(c.args.get("text")),
+                         timeout=300)[-1]
     post_signed(url, block_actions("xenbot_approve_change", "1", user_id="U0LEAD",
                                    response_url=fake.response_url()), SIGNING_SECRET)
     ts = card.response["ts"]

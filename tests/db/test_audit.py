@@ -259,7 +259,8 @@ def config_file(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_cli_upgrade_current_verify_tail(config_file: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     config = ["--config", str(config_file)]
     assert main([*config, "db", "current", "--check"]) == 1
-    assert "not migrated" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "not migrated" in captured.out or "no database yet" in captured.err
     assert main([*config, "audit", "verify"]) == 1
     assert "xenbot db upgrade" in capsys.readouterr().err
 
@@ -276,7 +277,7 @@ def test_cli_upgrade_current_verify_tail(config_file: Path, db_url: str, capsys:
     try:
         _record_n(session_factory(engine), 3)
         assert main([*config, "audit", "verify"]) == 0
-        assert capsys.readouterr().out.splitlines()[0] == "audit chain OK: 3 rows"
+        assert capsys.readouterr().out.splitlines()[0].startswith("audit chain OK: 3 rows, not keyed")
         assert main([*config, "audit", "tail", "-n", "2"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[0] for line in lines] == ["2", "3"]
@@ -298,3 +299,25 @@ def test_cli_config_error_exits_2(
     for command in (["db", "upgrade"], ["db", "current"], ["audit", "verify"], ["audit", "tail"]):
         assert main(["--config", str(path), *command]) == 2
         assert "database_url" in capsys.readouterr().err
+
+
+def test_read_only_commands_never_create_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("XENBOT_DATABASE_URL", "XENBOT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "var" / "lib" / "xenbot"  # as systemd's StateDirectory= makes it: empty
+    folder.mkdir(parents=True)
+    path = tmp_path / "xenbot.toml"
+    path.write_text(f"database_url = {json.dumps(f'sqlite:///{folder}/xenbot.db')}\n", encoding="utf-8")
+    config = ["--config", str(path)]
+    for command in (["status"], ["db", "current"], ["db", "current", "--check"], ["audit", "verify"],
+                    ["audit", "tail"]):
+        assert main([*config, *command]) == 1, command
+        captured = capsys.readouterr()
+        said = captured.out + captured.err
+        assert "no database yet: run `xenbot db upgrade` or start `xenbot serve`" in said, command
+        assert "not at the latest revision" not in said
+        assert list(folder.iterdir()) == [], f"{command} created a file in {folder}"
+    assert main([*config, "db", "upgrade"]) == 0  # the one command that creates it
+    assert (folder / "xenbot.db").is_file()

@@ -20,7 +20,9 @@ from bot.db.migrate import alembic_config
 def _triggers(engine: Engine) -> set[str]:
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            rows = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+            rows = connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_event'")
+            )
         else:
             rows = connection.execute(
                 text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_event'::regclass AND NOT tgisinternal")

@@ -162,7 +162,7 @@ def test_message_text_keeps_fields_and_color_as_structure():
     assert content.fields["Host"] == "win2008r2-sql01 [10.0.1.21]"
     assert content.fields["Opdata"] == "Rx: 1520, Tx: 1520"
     assert content.field_value("host", "Hostname") == "win2008r2-sql01 [10.0.1.21]"
-    assert content.color == "#E97659"
+    assert content.color == "e97659"  # normalised: Slack delivers colours without "#"
     assert content.sender == "Zabbix" and content.sender_kind == "app"
     assert "Opdata: Rx: 1520, Tx: 1520" in content.text
     assert content.attachments[0].fields["Severity"] == "High"

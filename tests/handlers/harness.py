@@ -21,6 +21,7 @@ from bot.db.models import ChangeRequest
 from bot.health import readiness
 from bot.settings import PoolSettings, Settings, SlackSettings
 from bot.wiring import Services, build
+from handlers import alert_webhooks, home
 from handlers.app import build_app
 from handlers.client import web_client
 from handlers.directory import GroupDirectory
@@ -29,6 +30,7 @@ from handlers.messenger import SlackMessenger
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.slack.signing import block_actions, event_callback, post_signed, slash_command
+from tests.slack.signing_views import encoded
 
 APPROVALS = "C0APPROVE"
 REQUESTER = "U123"
@@ -82,6 +84,23 @@ class RunningBot:
         status, _headers, _body = post_signed(self.url, body, SIGNING_SECRET)
         return status, response_url
 
+    def interact(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """Post one signed interaction (tests/slack/signing_views.py builds them); returns the HTTP
+        status and the JSON the app answered with (options, ``response_action``), if any."""
+        status, _headers, body = post_signed(self.url, encoded(payload), SIGNING_SECRET)
+        return status, (json.loads(body) if body.strip().startswith(b"{") else None)
+
+    def home(self, user: str, predicate: Any = None, timeout: float = 15.0) -> dict[str, Any]:
+        """The Home tab Slack holds for ``user`` once it satisfies ``predicate`` (text in, view out)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.fake.views.home(user)
+            if view is not None and (predicate is None or predicate(json.dumps(view["blocks"]))):
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Home tab of {user} never became as expected: {view!r}"[:3000])
+            time.sleep(0.05)
+
     def event(self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None) -> int:
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
         status, _headers, _body = post_signed(
@@ -129,12 +148,14 @@ def running_bot(settings: Settings, fake: FakeSlack) -> Iterator[RunningBot]:
     directory = GroupDirectory(client)
     services = build(settings, members_of=directory.members_of, messenger=SlackMessenger(client))
     app = build_app(services, client)
-    server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services))
+    server = HttpServer(app, "127.0.0.1", 0, ready=lambda: readiness(services), signing_secret=SIGNING_SECRET,
+                        limits=settings.serving, routes=alert_webhooks.routes(services))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield RunningBot(f"http://127.0.0.1:{server.server_address[1]}/slack/events", services, fake)
     finally:
+        home.stop(app)
         server.shutdown()
         server.server_close()
         services.close()

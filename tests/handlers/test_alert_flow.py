@@ -14,13 +14,15 @@ from sqlalchemy import select
 from bot.db.models import AlertRecord
 from bot.render.ids import Action
 from tests.handlers.harness import APPROVALS, LEAD, REQUESTER, approval_card, bot_settings, running_bot
+from tests.slack.signing import DEFAULT_TEAM_ID
 
 CORPUS = Path(__file__).parent.parent / "domain" / "alert_corpus"
 ALERTS = "C0ALERTS"
 
 
 def corpus(name: str) -> dict[str, Any]:
-    return json.loads((CORPUS / f"{name}.json").read_text())
+    """A corpus event, moved into the fake's workspace (the corpus was written for team T0CORP)."""
+    return json.loads((CORPUS / f"{name}.json").read_text().replace('"T0CORP"', f'"{DEFAULT_TEAM_ID}"'))
 
 
 def icinga(host: str, ts: str, rx: int = 1200, tx: int = 1200) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import threading
 import time
 from urllib.parse import urlsplit
 
+from bot.health import CHECK_DEADLINE_SECONDS
 from bot.services.inspection import READ_CACHE_SECONDS
 from tests.handlers.test_observability import get
 from tests.handlers.test_replicas import start_replica
@@ -97,3 +99,23 @@ def test_sigterm_finishes_what_was_acked_and_exits_cleanly(sim, fake_slack, tmp_
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_readyz_answers_within_its_deadline_while_a_master_hangs(sim, bot):
+    """The hung check is left running; /readyz names the pool and answers 503 in time, every time."""
+    base = bot.url.removesuffix("/slack/events")
+    sim.faults.hang("pool.get_all")
+    try:
+        for _ in range(2):  # the second probe finds the first check still hung
+            started = time.monotonic()
+            status, body = get(base + "/readyz")
+            assert time.monotonic() - started < CHECK_DEADLINE_SECONDS + 3
+            report = json.loads(body)
+            assert status == 503 and report["database"]["ok"]
+            assert report["pools"]["demo"] == {"ok": False, "error": f"no answer within {CHECK_DEADLINE_SECONDS:g} s"}
+    finally:
+        sim.faults.release()
+    deadline = time.monotonic() + 30
+    while get(base + "/readyz")[0] != 200:  # released: the next probe is ready again
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

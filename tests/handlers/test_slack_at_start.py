@@ -62,3 +62,28 @@ def test_an_unreachable_slack_is_tried_again_then_reported(fake_slack):
         check_token(web_client(ours), delays=(0.05,))
     assert not refused.value.retryable
     check_token(web_client(ours), delays=())  # and a token Slack accepts passes
+
+
+def test_serve_tries_an_unreachable_slack_with_one_request_and_one_line_per_try(caplog):
+    import logging
+    import socket
+
+    from handlers.cli import check_slack
+    from handlers.client import START_RETRY_DELAYS
+
+    assert 28 <= sum(START_RETRY_DELAYS) <= 32  # deploy/README.md: "about 30 s"
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connection refused
+    settings = Settings.model_validate({"slack": {"bot_token": BOT_TOKEN, "api_url": f"http://127.0.0.1:{port}/api/"}})
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG), pytest.raises(SlackNotReady, match="could not reach Slack") as refused:
+        check_slack(settings, delays=(0.05, 0.05, 0.05))
+    elapsed = time.monotonic() - started
+    assert refused.value.retryable
+    # slack_sdk's own retries (back-off of 0.5 s and more per try) and its ERROR lines are gone.
+    assert elapsed < 1.0, elapsed
+    assert [r.name for r in caplog.records if r.name.startswith("slack_sdk")] == []
+    tries = [r for r in caplog.records if r.name == "handlers.client"]
+    assert len(tries) == 3 and all(r.levelname == "WARNING" for r in tries)  # the 4th try is the raised line
+    assert logging.getLogger("slack_sdk").level == logging.NOTSET  # the serving client logs as before

@@ -7,6 +7,7 @@ Real parts throughout: the simulator over HTTP, SQLite and PostgreSQL (``db_url`
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -303,3 +304,39 @@ def test_a_shutdown_slower_than_the_call_timeout_is_waited_for_then_the_vm_start
     finally:
         sim.clear_faults()
         services.close()
+
+
+def test_the_claim_stays_alive_while_a_slow_shutdown_is_waited_for(sim, db_url):
+    """No result arrives while a guest takes its time to shut down; the heartbeat must still be
+    refreshed, or the lease lapses and another replica takes the activation over mid-way."""
+    services, _ = stack(sim, db_url)
+    services.apply.write_window = 0.6  # heartbeats every 0.2 s without results
+    try:
+        activation, plan = _applied_then_activation_requested(services)
+        assert any(i["activation"] == "vm-power-cycle" for i in plan)
+        sim.faults.latency(3000, "VM.clean_shutdown")
+        services.changes.approve(LEAD, activation)
+        outcome: list[object] = []
+        worker = threading.Thread(target=lambda: outcome.append(services.apply.execute(activation, LEAD)))
+        worker.start()
+        deadline = time.monotonic() + 20
+        while sim.call_counts().get("VM.clean_shutdown", 0) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        first = _heartbeat(services, activation)
+        while _heartbeat(services, activation) == first:
+            assert time.monotonic() < deadline, "no heartbeat while the shutdown was under way"
+            time.sleep(0.05)
+        assert sim.call_counts().get("VM.start", 0) == 0  # still waiting for the shutdown
+        worker.join(60)
+        assert outcome == [State.APPLIED]
+    finally:
+        sim.clear_faults()
+        services.close()
+
+
+def _heartbeat(services: Services, request_id: int) -> datetime | None:
+    with services.sessions() as session:
+        row = session.get(ChangeRequest, request_id)
+        assert row is not None
+        return row.heartbeat_at

@@ -4,6 +4,7 @@ child is replaced without restarting xenbot (its request is resumed by the house
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -103,4 +104,62 @@ def test_an_apply_process_reads_its_pools_before_the_first_approval(sim, db_url)
         assert full_reads == {}, f"the approval paid a full read: {full_reads}"
     finally:
         processes.close()
+
+
+PARENT = """
+import pickle, sys, time
+from bot.services.apply_process import ApplyProcesses
+from tests.services.test_apply_process import null_messenger
+
+settings = pickle.loads(bytes.fromhex(sys.argv[1]))
+processes = ApplyProcesses(settings, null_messenger, processes=1)
+processes.submit(int(sys.argv[2]), "U0LEAD")
+print(" ".join(map(str, processes._pool._processes)), flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "\\nState:\\tZ" in status.read()  # a zombie has exited; only its reaping is left
+    except FileNotFoundError:
+        return True
+
+
+def test_apply_processes_hand_over_and_exit_when_serve_is_killed(sim, db_url):
+    """A SIGKILLed serve leaves no apply process behind: the child finishes the interfaces in
+    flight, leaves the rest to recovery, and exits; the next housekeeper finishes the change."""
+    services, _ = stack(sim, db_url)
+    try:
+        request_id = request(services, Scope("pool", "demo"), "tx")
+        services.changes.approve(LEAD, request_id)
+        sim.faults.latency(1000, "*.add_to_other_config")  # slow writes: the apply is under way when serve dies
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, pickle.dumps(services.settings).hex(), str(request_id)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            children = [int(pid) for pid in parent.stdout.readline().split()]  # type: ignore[union-attr]
+            assert children
+            deadline = time.monotonic() + 60
+            while state(services, request_id) != State.APPLYING:
+                assert time.monotonic() < deadline, "the apply did not start"
+                time.sleep(0.05)
+        finally:
+            parent.kill()
+            parent.wait(10)
+        deadline = time.monotonic() + 30
+        while not all(_gone(pid) for pid in children):
+            assert time.monotonic() < deadline, f"apply processes {children} outlived their parent"
+            time.sleep(0.05)
+        assert state(services, request_id) == State.APPLYING  # handed over, not finished
+        sim.clear_faults()
+        assert services.apply.recover(lease=timedelta(0)) == [request_id]
+        assert state(services, request_id) == State.APPLIED
+        with services.sessions() as session:
+            results = session.scalars(select(ChangeResult).where(ChangeResult.request_id == request_id)).all()
+        assert results and {r.status for r in results} == {"applied"}
+    finally:
+        sim.clear_faults()
         services.close()

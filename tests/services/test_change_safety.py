@@ -11,7 +11,6 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import XenAPI
 from sqlalchemy import select, update
 
 from bot.db.models import ChangeRequest, ChangeResult
@@ -170,8 +169,8 @@ def test_a_colleagues_edit_during_a_long_apply_is_not_overwritten(sim, db_url):
         last = plan.interfaces[-1]
         assert last.kind == "vif" and last.changes[0].before is None
         sim.reset_call_counts()
-        sim.faults.hang("PIF.add_to_other_config")  # the apply is busy on PIFs while the colleague acts
-        colleague = threading.Thread(target=_colleague_adds, args=(sim, services, last.ref), daemon=True)
+        sim.faults.hang("*.add_to_other_config")  # every writer is held in XAPI while the colleague acts
+        colleague = threading.Thread(target=_colleague_adds, args=(sim, last.ref), daemon=True)
         colleague.start()
         final = services.apply.execute(request_id, LEAD)
         colleague.join(10)
@@ -191,15 +190,15 @@ def test_a_colleagues_edit_during_a_long_apply_is_not_overwritten(sim, db_url):
         services.close()
 
 
-def _colleague_adds(sim, services: Services, ref: str) -> None:
-    """Once the apply's first PIF write is in XAPI (and held there), a colleague edits the last VIF."""
+def _colleague_adds(sim, ref: str) -> None:
+    """Once the apply's first write is in XAPI (and held there), a colleague sets the last VIF's key.
+
+    Straight into the simulator's store, as the hang holds every add_to_other_config call."""
     deadline = time.monotonic() + 30
     while sim.call_counts().get("PIF.add_to_other_config", 0) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    other = XenAPI.Session(sim.url)
-    other.xenapi.login_with_password(sim.user, sim.password, "2.0", "colleague")
-    try:
-        other.xenapi.VIF.add_to_other_config(ref, "ethtool-tx", "on")
-    finally:
-        other.xenapi.session.logout()
-        sim.faults.release()
+    with sim.pool.lock:
+        config = dict(sim.pool.fields(ref)["other_config"])
+        assert "ethtool-tx" not in config, "the apply reached the last VIF first"
+        sim.pool.set_field(ref, "other_config", {**config, "ethtool-tx": "on"})
+    sim.faults.release()

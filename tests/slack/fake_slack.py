@@ -40,6 +40,8 @@ Realism notes (what the fake checks, so tests fail the way production would):
 * ``chat.update``/``chat.delete`` only know messages posted through the fake
   (``message_not_found`` otherwise); ephemeral messages cannot be updated that way.
 * a ``response_url`` accepts 5 posts, then answers 404 ``used_url``.
+* ``views.open``/``views.update``/``views.publish`` keep the views (``fake.views``) and
+  answer as Slack does (:mod:`tests.slack.fake_views`).
 
 Error strings marked "fake-specific" below are the fake's choice where Slack's exact
 answer is not documented; assert on behaviour, not on those strings.
@@ -61,6 +63,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol, Self, TypedDict
+
+from tests.slack.fake_views import FakeViews
 
 __all__ = [
     "RESPONSE_URL_METHOD",
@@ -329,6 +333,7 @@ class FakeSlack:
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._files: dict[str, UploadedFile] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
+        self.views = FakeViews(team_id, app_id, bot_id, _block_errors)
 
         self.add_user(bot_user_id, name=bot_name, real_name=bot_name, is_bot=True, tz="UTC")
         self.add_user("U123", name="alice", real_name="Alice Operator", tz="Europe/London")
@@ -735,6 +740,7 @@ class FakeSlack:
             self._messages.clear()
             self._files.clear()
             self._response_urls.clear()
+            self.views.reset()
             self._cond.notify_all()
 
     def _listing(self) -> str:
@@ -1002,6 +1008,13 @@ class FakeSlack:
                 return _err("user_not_found")
             return _ok(user=json.loads(json.dumps(user)))
 
+    def _m_bots_info(self, args: dict[str, Any]) -> _Answer:
+        # https://api.slack.com/methods/bots.info: the app behind a bot id (xenbot learns its api_app_id here).
+        if str(args.get("bot") or "") != self.bot_id:
+            return _err("bot_not_found")
+        return _ok(bot={"id": self.bot_id, "deleted": False, "name": self.bot_name, "updated": 1700000000,
+                        "app_id": self.app_id, "user_id": self.bot_user_id, "icons": {}})
+
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> _Answer:
         with self._cond:
             group = self._usergroups.get(str(args.get("usergroup") or ""))
@@ -1028,6 +1041,36 @@ class FakeSlack:
                     )
                 return _err("channel_not_found")
             return _ok(channel=json.loads(json.dumps(channel)))
+
+    def _m_conversations_open(self, args: dict[str, Any]) -> _Answer:
+        """Open (or find) a DM with one user, as docs.slack.dev/reference/methods/conversations.open
+        describes: ``users`` (1 to 8 ids; the caller is implied) or ``channel`` to resume one;
+        the answer is just the id unless ``return_im``. Only 1:1 DMs are modelled; their id is
+        ``D`` + the user id's tail, the same one ``chat.postMessage`` to a user id uses."""
+        if args.get("channel"):
+            channel_id = str(args["channel"])
+            if not channel_id.startswith("D"):
+                return _err("method_not_supported_for_channel_type")
+            return _ok(channel={"id": channel_id})
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return _err("users_list_not_supplied")
+        if len(users) > 8:
+            return _err("too_many_users")
+        if len(users) > 1:
+            return _err("method_not_supported_for_channel_type")  # fake-specific: no group DMs
+        with self._cond:
+            user = self._users.get(users[0])
+        if user is None:
+            return _err("user_not_found")
+        if user.get("deleted"):
+            return _err("user_disabled")
+        channel_id = "D" + users[0][1:]
+        if _as_bool(args.get("return_im")):
+            channel = {"id": channel_id, "created": 1700000000, "is_im": True, "is_org_shared": False,
+                       "user": users[0], "is_user_deleted": False, "priority": 0}
+            return _ok(no_op=True, already_open=True, channel=channel)
+        return _ok(channel={"id": channel_id})
 
     def _m_files_get_upload_url_external(self, args: dict[str, Any]) -> _Answer:
         filename = args.get("filename")
@@ -1091,6 +1134,15 @@ class FakeSlack:
                 )
         return _ok(files=result)
 
+    def _m_views_open(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.open(args))
+
+    def _m_views_update(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.update(args))
+
+    def _m_views_publish(self, args: dict[str, Any]) -> _Answer:
+        return _Answer(200, self.views.publish(args))
+
     def _m_apps_connections_open(self, args: dict[str, Any]) -> _Answer:
         with self._cond:
             endpoint = self._socket_mode
@@ -1131,11 +1183,16 @@ _API_METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], _Answer]] = {
     "chat.update": FakeSlack._m_chat_update,
     "chat.delete": FakeSlack._m_chat_delete,
     "users.info": FakeSlack._m_users_info,
+    "bots.info": FakeSlack._m_bots_info,
     "usergroups.users.list": FakeSlack._m_usergroups_users_list,
     "conversations.info": FakeSlack._m_conversations_info,
+    "conversations.open": FakeSlack._m_conversations_open,
     "files.getUploadURLExternal": FakeSlack._m_files_get_upload_url_external,
     "files.completeUploadExternal": FakeSlack._m_files_complete_upload_external,
     "apps.connections.open": FakeSlack._m_apps_connections_open,
+    "views.open": FakeSlack._m_views_open,
+    "views.update": FakeSlack._m_views_update,
+    "views.publish": FakeSlack._m_views_publish,
 }
 
 

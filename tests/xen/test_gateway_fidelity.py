@@ -15,7 +15,7 @@ def test_a_write_to_a_destroyed_vif_raises_object_gone(sim, gateway):
     vif = next(v for v in gateway.inventory().vifs.values() if v.vm_name == "win7-kiosk")
     sim.pool.destroy_object(vif.ref)
     with pytest.raises(ObjectGone) as caught:
-        gateway.write_other_config("vif", vif.ref, {"ethtool-tx": "off"}, vif.other_config)
+        gateway.add_key("vif", vif.ref, "ethtool-sg", "off")
     assert (caught.value.object_class, caught.value.ref) == ("VIF", vif.ref)
     assert isinstance(caught.value, XapiError) and caught.value.code == "HANDLE_INVALID"
 

@@ -396,6 +396,10 @@ class Dispatcher:
         for op in ("clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot"):
             self._add(f"VM.{op}", ("vm",), void(power_op(op)), asyncable=True, precheck=vm_check(op))
 
+        # VM.blocked_operations writes recompute allowed_operations (XA message_forwarding.ml).
+        for name in ("VM.set_blocked_operations", "VM.add_to_blocked_operations", "VM.remove_from_blocked_operations"):
+            self._add(name, self._messages[name].params, self._then_refresh_vm(self._messages[name].handler))
+
         # ---- event
         def event_from(ctx: CallContext, a: tuple[Any, ...]) -> Any:
             classes = a[0]
@@ -425,6 +429,14 @@ class Dispatcher:
         self._add("task.cancel", ("task",), task_cancel)
 
     # --------------------------------------------------------------- handlers
+    def _then_refresh_vm(self, handler: Handler) -> Handler:
+        def refreshed(ctx: CallContext, a: tuple[Any, ...]) -> Any:
+            result = handler(ctx, a)
+            self.pool.refresh_vm_operations(_ref_param(a[0]))
+            return result
+
+        return refreshed
+
     def _login(self, ctx: CallContext, a: tuple[Any, ...]) -> Any:
         user = _str_param(a[0], "uname")
         pwd = _str_param(a[1], "pwd")

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         "(or one port per host if that is impossible).",
     )
     parser.add_argument("--fixture", default="demo",
-                        help="'demo' (default), 'scale:N', or a path to a YAML/JSON fixture file")
+                        help="'demo' (default), 'fragile', 'scale:N', or a path to a YAML/JSON fixture file")
     parser.add_argument("--host", default="127.0.0.1", help="IP of the first host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port shared by all hosts; 0 = pick a free one (default)")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help="password of user root (default xenroot)")

@@ -40,6 +40,7 @@ Schema (every key optional unless marked *required*)::
             network: "Bond 0+1"       # *required*
             mode: balance-slb         # balance-slb | active-backup | lacp
             other_config: {}          # of the bond-master PIF
+            management: false         # also ip: {...} and disallow_unplug, as for pifs
         vlans:
           - tag: 100                  # *required*
             on: bond0                 # *required*, device of the tagged PIF
@@ -59,6 +60,7 @@ Schema (every key optional unless marked *required*)::
         vcpus: 2
         other_config: {}
         tags: []
+        blocked_operations: {clean_shutdown: "reason"}   # XAPI answers OPERATION_BLOCKED [vm, reason]
         guest:                        # omit = no VM_guest_metrics (no agent / no PV drivers)
           os: {name: ..., distro: windows, major: "6", minor: "1", uname: ...}
           pv_drivers: "6.2.0.62"      # major.minor.micro[.build] or a map; omit = none
@@ -219,6 +221,7 @@ def _build(data: Mapping[str, Any], *, seed: int, network_backend: str) -> Pool:
                     mode=str(bdata.get("mode", "balance-slb")),
                     other_config=bdata.get("other_config"),
                 )
+                _bond_dom0_config(pool, master, bdata)
                 if bdata.get("attached") is False:
                     unplugged.append(master)
             for vdata in hdata.get("vlans") or []:
@@ -245,6 +248,19 @@ def _build(data: Mapping[str, Any], *, seed: int, network_backend: str) -> Pool:
     return pool
 
 
+def _bond_dom0_config(pool: Pool, master: str, bdata: Mapping[str, Any]) -> None:
+    """Management, IP and ``disallow_unplug`` on a bond master (dom0 traffic over the bond)."""
+    ip = bdata.get("ip") or {}
+    if bdata.get("management"):
+        pool.set_field(master, "management", True)
+    if ip:
+        for field, key in (("ip_configuration_mode", "mode"), ("IP", "address"), ("netmask", "netmask"),
+                           ("gateway", "gateway"), ("DNS", "dns")):
+            pool.set_field(master, field, str(ip.get(key, "None" if key == "mode" else "")))
+    if bdata.get("disallow_unplug"):
+        pool.set_field(master, "disallow_unplug", True)
+
+
 def _build_vm(pool: Pool, vdata: Mapping[str, Any]) -> None:
     power = str(vdata.get("power", "Running"))
     other_config = dict(vdata.get("other_config") or {})
@@ -263,6 +279,7 @@ def _build_vm(pool: Pool, vdata: Mapping[str, Any]) -> None:
         tags=vdata.get("tags") or (),
         memory_mib=int(vdata.get("memory_mib", 4096)),
         vcpus=int(vdata.get("vcpus", 2)),
+        blocked_operations={str(k): str(v) for k, v in (vdata.get("blocked_operations") or {}).items()},
     )
     guest = vdata.get("guest")
     if guest:

@@ -389,6 +389,7 @@ class Pool(Store):
         tags: Iterable[str] = (),
         memory_mib: int = 4096,
         vcpus: int = 2,
+        blocked_operations: Mapping[str, str] | None = None,
     ) -> str:
         """A VM row. Running/Paused VMs are resident on ``host`` (default: the master).
 
@@ -417,6 +418,7 @@ class Pool(Store):
                     "tags": list(tags),
                     "memory_static_max": memory_mib * 1024 * 1024,
                     "VCPUs_max": vcpus,
+                    "blocked_operations": dict(blocked_operations or {}),
                 },
             )
             self._refresh_vm_ops(self.get(vm, "VM"))
@@ -459,7 +461,7 @@ class Pool(Store):
             else:
                 gm = self.create("VM_guest_metrics", values)
                 self.update(vm_ref, {"guest_metrics": gm})
-            self._refresh_vif_ops(vm_obj)
+            self.refresh_vm_operations(vm_ref)  # the features a guest reports decide clean_shutdown
             return gm
 
     def remove_guest_metrics(self, vm: str) -> None:
@@ -470,6 +472,14 @@ class Pool(Store):
             self.update(vm_obj.ref, {"guest_metrics": NULL_REF})
             if self.find(gm) is not None:
                 self.destroy(gm)
+            self.refresh_vm_operations(vm_obj.ref)
+
+    def refresh_vm_operations(self, vm: str) -> None:
+        """Recompute the VM's and its VIFs' ``allowed_operations`` (XAPI's update_allowed_operations)."""
+        with self.lock:
+            vm_obj = self.get(self.vm(vm), "VM")
+            if not vm_obj.fields["is_control_domain"]:
+                self._refresh_vm_ops(vm_obj)
             self._refresh_vif_ops(vm_obj)
 
     def create_vif(
@@ -711,8 +721,16 @@ class Pool(Store):
 
     # ============================================================ VM ops
     def vm_error(self, vm: Obj, op: str) -> XapiError | None:
-        """First error XAPI's check_operation_error would report for ``op`` (or None)."""
+        """First error XAPI's check_operation_error would report for ``op`` (or None).
+
+        Order as in XA ``ocaml/xapi/xapi_vm_lifecycle.ml`` ``check_operation_error``: the
+        VM's ``blocked_operations`` first (``OPERATION_BLOCKED [ref, reason]``), then the
+        power state, concurrent operations, templates/snapshots, control domains and,
+        last, the guest features an HVM guest must advertise (``check_op_for_feature``)."""
         f = vm.fields
+        reason = f["blocked_operations"].get(op)
+        if reason is not None:
+            return XapiError(errors.OPERATION_BLOCKED, [vm.ref, reason])
         allowed = VM_OP_POWER_STATES[op]
         power: str = f["power_state"]
         if power not in allowed:
@@ -733,7 +751,25 @@ class Pool(Store):
             return XapiError(errors.VM_IS_SNAPSHOT, [vm.ref, op])
         if f["is_control_domain"] and op not in _CONTROL_DOMAIN_OPS:
             return XapiError(errors.OPERATION_NOT_ALLOWED, ["This operation is not allowed on a control domain"])
+        if self._lacks_feature(vm, op):
+            return XapiError(errors.VM_LACKS_FEATURE, [vm.ref])
         return None
+
+    def _lacks_feature(self, vm: Obj, op: str) -> bool:
+        """XA ``check_op_for_feature`` (strict, as ``with_vm_operation`` calls it): a live HVM guest
+        without PV drivers must advertise ``feature-shutdown`` or ``feature-poweroff`` (``-reboot``
+        for a reboot) as ``"1"`` in its guest metrics ``other``, else XAPI will not ask it."""
+        feature = {"clean_shutdown": "feature-poweroff", "clean_reboot": "feature-reboot"}.get(op)
+        f = vm.fields
+        if feature is None or f["power_state"] not in ("Running", "Paused"):
+            return False
+        if f["domain_type"] in ("pv", "pvh", "pv_in_pvh"):
+            return False  # has_definitely_booted_pv: PV guests support it implicitly
+        gm = self.find(f["guest_metrics"])
+        if has_pv_drivers(gm):
+            return False
+        other: dict[str, str] = gm.fields["other"] if gm is not None else {}
+        return other.get("feature-shutdown") != "1" and other.get(feature) != "1"
 
     def check_vm_op(self, ref: str, op: str) -> Obj:
         """Raise XAPI's error if ``op`` is not allowed on the VM now; return the VM."""
@@ -914,6 +950,9 @@ def has_pv_drivers(gm: Obj | None) -> bool:
     try:
         int(version["major"])
         int(version["minor"])
+        for optional in ("micro", "build"):  # read when present; a bad one makes the version Unknown
+            if optional in version:
+                int(version[optional])
     except (KeyError, ValueError):
         return False
     return True
