@@ -191,7 +191,7 @@ class PoolInventory:
     """One consistent-enough picture of a pool, read in a fixed number of calls.
 
     Immutable, and so safe to hand out: an update from the event feed makes a *new* snapshot
-    (bot/xen/records.py ``patch_inventory``), copying only the top-level maps it changes and
+    (bot/xen/patch.py ``patch_inventory``), copying only the top-level maps it changes and
     sharing every unchanged model object, so a reader holding an older snapshot never sees it
     change under it. ``indexes`` is None only for an inventory assembled by hand (tests); the
     queries then scan."""

@@ -223,7 +223,7 @@ class PoolWatcher:
 
     def _evaluate(self, burst: _Burst) -> None:
         """Judge a burst against the gateway's inventory, the same one commands read: patched with
-        the records that changed (``records.patch_inventory``), so a burst costs what it touched."""
+        the records that changed (bot/xen/patch.py), so a burst costs what it touched."""
         inventory = self.gateway.inventory()
         affected: set[str] = set()
         new: set[str] = set()

@@ -10,7 +10,7 @@ idle pool costs one small call, a pool-wide apply costs the records it touched.
 
 Nor is the inventory rebuilt from the records after a batch (that alone was 290-450 ms at
 5,000 VMs, per changed VIF): the mirror remembers which records a batch changed, and
-``refresh`` patches the previous inventory with just those (``records.patch_inventory``).
+``refresh`` patches the previous inventory with just those (bot/xen/patch.py).
 Records are replaced, never mutated: the inventory's models keep views of them.
 
 The token is taken *before* the full read, so a write that lands during the read is
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain.model import PoolInventory
-from bot.xen.records import patch_inventory
+from bot.xen.patch import patch_inventory
 
 # The classes an inventory is built from, as get_all_records names them.
 INVENTORY_CLASSES = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")

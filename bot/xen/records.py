@@ -3,8 +3,8 @@
 Everything numeric arrives as a decimal string and every reference may be
 ``OpaqueRef:NULL``; both are normalised here so the domain never sees either.
 
-``build_inventory`` builds a whole inventory (after a full read); ``patch_inventory`` makes
-the next one from an ``event.from`` batch, rebuilding only the changed records' models and
+``build_inventory`` builds a whole inventory (after a full read); ``patch_inventory``
+(bot/xen/patch.py) makes the next one from an ``event.from`` batch, rebuilding only the changed records' models and
 those whose derived fields depend on them (a VIF's ``vm_name``, a VM's ``host_name`` and
 guest, a PIF's ``network_name``...), found through the inventory's indexes. The two must
 agree: tests/xen/test_inventory_patch.py checks it on random event sequences.
@@ -198,7 +198,7 @@ def _pointer(field_name: str) -> Callable[[Mapping[str, Any] | None], frozenset[
 
 
 # Index name -> (the class whose raw records it indexes, the keys of one record).
-_RAW_INDEXES = {
+RAW_INDEXES = {
     "vms_by_host": ("VM", _pointer("resident_on")),
     "vms_by_metrics": ("VM", _pointer("guest_metrics")),
     "vifs_by_vm": ("VIF", _pointer("VM")),
@@ -206,88 +206,30 @@ _RAW_INDEXES = {
     "pifs_by_host": ("PIF", _pointer("host")),
     "pifs_by_network": ("PIF", _pointer("network")),
 }
-_NOTHING: frozenset[str] = frozenset()
+NOTHING: frozenset[str] = frozenset()
 
 
-def _name_keys(vm: Vm | None) -> frozenset[str]:
-    return frozenset((vm.name.lower(),)) if vm is not None else _NOTHING
+def name_keys(vm: Vm | None) -> frozenset[str]:
+    return frozenset((vm.name.lower(),)) if vm is not None else NOTHING
 
 
-def _ip_keys(vm: Vm | None) -> frozenset[str]:
-    return frozenset(vm.guest.ips) if vm is not None and vm.guest is not None else _NOTHING
+def ip_keys(vm: Vm | None) -> frozenset[str]:
+    return frozenset(vm.guest.ips) if vm is not None and vm.guest is not None else NOTHING
 
 
-def _master_ref(pools: Records) -> str:
+def master_ref_of(pools: Records) -> str:
     return next((str(p.get("master")) for p in pools.values()), "")
 
 
-def _master(pool_name: str, hosts: Mapping[str, Host], master_ref: str) -> Host:
+def pick_master(pool_name: str, hosts: Mapping[str, Host], master_ref: str) -> Host:
     master = hosts.get(master_ref) or (hosts[min(hosts)] if hosts else None)
     if master is None:
         raise ValueError(f"pool {pool_name!r} reports no hosts")
     return master
 
 
-def _name(model: Host | Network | Vm | None) -> str | None:
+def name_of(model: Host | Network | Vm | None) -> str | None:
     return None if model is None else model.name
-
-
-class _Patch:
-    """A map being changed copy-on-write: the base is never touched; ``result`` is a new view."""
-
-    def __init__(self, base: Mapping[str, Any]) -> None:
-        self.base = base
-        self.copy: dict[str, Any] | None = None
-
-    def get(self, key: str) -> Any:
-        return (self.copy if self.copy is not None else self.base).get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        if value is None and key not in self.view:
-            return
-        if self.copy is None:
-            self.copy = dict(self.base)
-        if value is None:
-            self.copy.pop(key, None)
-        else:
-            self.copy[key] = value
-
-    @property
-    def view(self) -> Mapping[str, Any]:
-        return self.copy if self.copy is not None else self.base
-
-    def result(self) -> Mapping[str, Any]:
-        return self.base if self.copy is None else MappingProxyType(self.copy)
-
-
-class _IndexPatch:
-    """Moves of refs between keys, applied once per batch: each touched key gets one new frozenset."""
-
-    def __init__(self, base: Index) -> None:
-        self.base = base
-        self.moves: dict[str, tuple[set[str], set[str]]] = {}  # key -> (removed, added)
-
-    def move(self, ref: str, old: frozenset[str], new: frozenset[str]) -> None:
-        for key in old - new:
-            self.moves.setdefault(key, (set(), set()))[0].add(ref)
-        for key in new - old:
-            self.moves.setdefault(key, (set(), set()))[1].add(ref)
-
-    def get(self, key: str) -> frozenset[str]:
-        removed, added = self.moves.get(key, ((), ()))
-        return (self.base.get(key, _NOTHING) - set(removed)) | set(added)
-
-    def result(self) -> Index:
-        if not self.moves:
-            return self.base
-        table = dict(self.base)
-        for key, (removed, added) in self.moves.items():
-            value = (table.get(key, _NOTHING) - removed) | added
-            if value:
-                table[key] = frozenset(value)
-            else:
-                table.pop(key, None)
-        return MappingProxyType(table)
 
 
 def _group(pairs: Iterable[tuple[str, frozenset[str]]]) -> Index:
@@ -300,7 +242,7 @@ def _group(pairs: Iterable[tuple[str, frozenset[str]]]) -> Index:
 
 def build_inventory(pool_name: str, records: Mapping[str, Records]) -> PoolInventory:
     """The whole inventory from the records of every class (after a full read)."""
-    master_ref = _master_ref(records["pool"])
+    master_ref = master_ref_of(records["pool"])
     hosts = {ref: host_model(ref, h, master_ref) for ref, h in records["host"].items()}
     networks = {ref: network_model(ref, n) for ref, n in records["network"].items()}
     vms = {}
@@ -318,17 +260,17 @@ def build_inventory(pool_name: str, records: Mapping[str, Records]) -> PoolInven
     by_uuid.update({p.uuid: p for p in pifs.values()})
     raw = {
         name: _group((ref, keys(record)) for ref, record in records[cls].items())
-        for name, (cls, keys) in _RAW_INDEXES.items()
+        for name, (cls, keys) in RAW_INDEXES.items()
     }
     indexes = InventoryIndexes(
         **raw,
-        vms_by_name=_group((ref, _name_keys(vm)) for ref, vm in vms.items()),
-        vms_by_ip=_group((ref, _ip_keys(vm)) for ref, vm in vms.items()),
+        vms_by_name=_group((ref, name_keys(vm)) for ref, vm in vms.items()),
+        vms_by_ip=_group((ref, ip_keys(vm)) for ref, vm in vms.items()),
         by_uuid=MappingProxyType(by_uuid),
     )
     return PoolInventory(
         pool=pool_name,
-        master=_master(pool_name, hosts, master_ref),
+        master=pick_master(pool_name, hosts, master_ref),
         hosts=MappingProxyType(hosts),
         vms=MappingProxyType(vms),
         vifs=MappingProxyType(vifs),
@@ -336,108 +278,3 @@ def build_inventory(pool_name: str, records: Mapping[str, Records]) -> PoolInven
         networks=MappingProxyType(networks),
         indexes=indexes,
     )
-
-
-def patch_inventory(previous: PoolInventory, records: Mapping[str, Records], changes: Changes) -> PoolInventory:
-    """The inventory after an ``event.from`` batch: ``previous`` with the ``changes`` applied.
-
-    ``records`` are the mirror's records after the batch. Only the changed records' models are
-    rebuilt, plus those derived from them: a host's or network's new name reaches its VMs,
-    VIFs and PIFs, a VM's new name (or becoming a template) its VIFs, a guest_metrics record
-    its VMs. ``previous`` is not touched (see PoolInventory)."""
-    if previous.indexes is None or not any(changes.values()):
-        return previous if previous.indexes is not None else build_inventory(previous.pool, records)
-    old = previous.indexes
-    raw = {name: _IndexPatch(getattr(old, name)) for name in _RAW_INDEXES}
-    for name, (cls, keys) in _RAW_INDEXES.items():
-        for ref, before in changes.get(cls, {}).items():
-            raw[name].move(ref, keys(before), keys(records[cls].get(ref)))
-
-    master_ref = _master_ref(records["pool"])
-    host_refs = set(changes.get("host", ()))
-    if changes.get("pool"):
-        host_refs |= set(previous.hosts) | set(records["host"])  # the master may have moved
-    hosts = _Patch(previous.hosts)
-    renamed_hosts = _rebuild(hosts, host_refs, lambda ref, h: host_model(ref, h, master_ref), records["host"])
-    networks = _Patch(previous.networks)
-    renamed_networks = _rebuild(networks, set(changes.get("network", ())), network_model, records["network"])
-
-    vm_refs = set(changes.get("VM", ()))
-    for metrics_ref in changes.get("VM_guest_metrics", ()):
-        vm_refs |= raw["vms_by_metrics"].get(metrics_ref)
-    for host_ref in renamed_hosts:
-        vm_refs |= raw["vms_by_host"].get(host_ref)
-    vms = _Patch(previous.vms)
-    by_name, by_ip = _IndexPatch(old.vms_by_name), _IndexPatch(old.vms_by_ip)
-    host_view, metrics = hosts.view, records["VM_guest_metrics"]
-    moved_vms: set[str] = set()  # VMs whose name changed, or that (dis)appeared: their VIFs follow
-    for ref in vm_refs:
-        record = records["VM"].get(ref)
-        before, after = vms.get(ref), vm_model(ref, record, host_view, metrics) if record is not None else None
-        vms.set(ref, after)
-        by_name.move(ref, _name_keys(before), _name_keys(after))
-        by_ip.move(ref, _ip_keys(before), _ip_keys(after))
-        if _name(before) != _name(after):
-            moved_vms.add(ref)
-
-    by_uuid = _Patch(old.by_uuid)
-    vif_refs = set(changes.get("VIF", ()))
-    for vm_ref in moved_vms:
-        vif_refs |= raw["vifs_by_vm"].get(vm_ref)
-    for net_ref in renamed_networks:
-        vif_refs |= raw["vifs_by_network"].get(net_ref)
-    vifs = _Patch(previous.vifs)
-    vm_view, net_view = vms.view, networks.view
-    for ref in vif_refs:
-        record = records["VIF"].get(ref)
-        _swap(vifs, by_uuid, ref, vif_model(ref, record, vm_view, net_view) if record is not None else None)
-
-    pif_refs = set(changes.get("PIF", ()))
-    for host_ref in renamed_hosts:
-        pif_refs |= raw["pifs_by_host"].get(host_ref)
-    for net_ref in renamed_networks:
-        pif_refs |= raw["pifs_by_network"].get(net_ref)
-    pifs = _Patch(previous.pifs)
-    for ref in pif_refs:
-        record = records["PIF"].get(ref)
-        _swap(pifs, by_uuid, ref, pif_model(ref, record, host_view, net_view) if record is not None else None)
-
-    indexes = InventoryIndexes(
-        **{name: patch.result() for name, patch in raw.items()},
-        vms_by_name=by_name.result(),
-        vms_by_ip=by_ip.result(),
-        by_uuid=by_uuid.result(),
-    )
-    new_hosts = hosts.result()
-    master = previous.master if hosts.copy is None and not changes.get("pool") else None
-    return PoolInventory(
-        pool=previous.pool,
-        master=master or _master(previous.pool, new_hosts, master_ref),
-        hosts=new_hosts,
-        vms=vms.result(),
-        vifs=vifs.result(),
-        pifs=pifs.result(),
-        networks=networks.result(),
-        indexes=indexes,
-    )
-
-
-def _rebuild(table: _Patch, refs: set[str], model: Callable[[str, Any], Any], records: Records) -> set[str]:
-    """Rebuild ``refs`` in ``table``; returns those whose name changed (or that came or went)."""
-    renamed = set()
-    for ref in refs:
-        record = records.get(ref)
-        before, after = table.get(ref), model(ref, record) if record is not None else None
-        table.set(ref, after)
-        if _name(before) != _name(after):
-            renamed.add(ref)
-    return renamed
-
-
-def _swap(table: _Patch, by_uuid: _Patch, ref: str, after: Vif | Pif | None) -> None:
-    before = table.get(ref)
-    if before is not None and by_uuid.get(before.uuid) is before:
-        by_uuid.set(before.uuid, None)
-    table.set(ref, after)
-    if after is not None:
-        by_uuid.set(after.uuid, after)

@@ -1,6 +1,6 @@
 """A patched inventory equals a rebuilt one, whatever events arrive and in whatever order.
 
-The gateway patches its inventory with each ``event.from`` batch (bot/xen/records.py
+The gateway patches its inventory with each ``event.from`` batch (bot/xen/patch.py
 ``patch_inventory``) instead of rebuilding it from every record. Hypothesis drives random
 batches (renames of hosts, networks and VMs, a master moving, VMs turning into templates,
 guest metrics changing addresses, VIFs and PIFs moving between VMs, hosts and networks,
