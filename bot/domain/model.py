@@ -8,7 +8,7 @@ here, once, so nobody downstream has to remember that sharp edge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -161,9 +161,40 @@ class Pif:
 Interface = Vif | Pif
 
 
+Index = Mapping[str, frozenset[str]]
+_NONE: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryIndexes:
+    """Lookups kept beside the records so that no question scans the pool.
+
+    The first six are keyed by what the raw XAPI records point at (also the dependencies an
+    incremental update follows: a renamed host touches its VMs' and PIFs' ``host_name``); the
+    VM entries include templates and snapshots, so callers keep only refs found in ``vms``.
+    The last three are keyed by the models. Values are frozensets: built and patched
+    inventories compare equal however their events arrived."""
+
+    vms_by_host: Index  # VM.resident_on -> VM refs
+    vms_by_metrics: Index  # VM.guest_metrics -> VM refs
+    vifs_by_vm: Index  # VIF.VM -> VIF refs
+    vifs_by_network: Index  # VIF.network -> VIF refs
+    pifs_by_host: Index  # PIF.host -> PIF refs
+    pifs_by_network: Index  # PIF.network -> PIF refs
+    vms_by_name: Index  # lower-case name_label -> VM refs
+    vms_by_ip: Index  # an address the guest agent reports -> VM refs
+    by_uuid: Mapping[str, Vif | Pif]  # interface uuid -> VIF or PIF
+
+
 @dataclass(frozen=True, slots=True)
 class PoolInventory:
-    """One consistent-enough picture of a pool, read in a fixed number of calls."""
+    """One consistent-enough picture of a pool, read in a fixed number of calls.
+
+    Immutable, and so safe to hand out: an update from the event feed makes a *new* snapshot
+    (bot/xen/patch.py ``patch_inventory``), copying only the top-level maps it changes and
+    sharing every unchanged model object, so a reader holding an older snapshot never sees it
+    change under it. ``indexes`` is None only for an inventory assembled by hand (tests); the
+    queries then scan."""
 
     pool: str
     master: Host
@@ -172,6 +203,7 @@ class PoolInventory:
     vifs: Mapping[str, Vif]
     pifs: Mapping[str, Pif]
     networks: Mapping[str, Network]
+    indexes: InventoryIndexes | None = field(default=None, repr=False)
 
     def vifs_of(self, vm: Vm) -> list[Vif]:
         return sorted(
@@ -180,22 +212,38 @@ class PoolInventory:
         )
 
     def pifs_of(self, host: Host) -> list[Pif]:
-        return sorted(
-            (p for p in self.pifs.values() if p.host_ref == host.ref),
-            key=lambda p: (_device_order(p.device), p.vlan),
-        )
+        if self.indexes is None:
+            found: Iterable[Pif] = (p for p in self.pifs.values() if p.host_ref == host.ref)
+        else:
+            found = (self.pifs[r] for r in self.indexes.pifs_by_host.get(host.ref, _NONE) if r in self.pifs)
+        return sorted(found, key=lambda p: (_device_order(p.device), p.vlan, p.ref))
 
     def interface(self, uuid: str) -> Interface | None:
         """A VIF or PIF by uuid: refs may change across a restart of the master, uuids do not."""
-        return self._by_uuid().get(uuid)
-
-    def _by_uuid(self) -> dict[str, Interface]:
+        if self.indexes is not None:
+            return self.indexes.by_uuid.get(uuid)
         table: dict[str, Interface] = {i.uuid: i for i in self.vifs.values()}
         table.update({p.uuid: p for p in self.pifs.values()})
-        return table
+        return table.get(uuid)
 
     def vms_on(self, host: Host) -> list[Vm]:
-        return sorted((v for v in self.vms.values() if v.resident_on == host.ref), key=lambda v: v.name.lower())
+        if self.indexes is None:
+            found: Iterable[Vm] = (v for v in self.vms.values() if v.resident_on == host.ref)
+        else:
+            found = (self.vms[r] for r in self.indexes.vms_by_host.get(host.ref, _NONE) if r in self.vms)
+        return sorted(found, key=lambda v: (v.name.lower(), v.ref))
+
+    def vms_named(self, name: str) -> list[Vm]:
+        """VMs whose name_label is ``name``, in any case."""
+        if self.indexes is None:
+            return [v for v in self.vms.values() if v.name.lower() == name.lower()]
+        return [self.vms[r] for r in sorted(self.indexes.vms_by_name.get(name.lower(), _NONE)) if r in self.vms]
+
+    def vms_with_ip(self, address: str) -> list[Vm]:
+        """VMs whose guest agent reports ``address``."""
+        if self.indexes is None:
+            return [v for v in self.vms.values() if v.guest and address in v.guest.ips]
+        return [self.vms[r] for r in sorted(self.indexes.vms_by_ip.get(address, _NONE)) if r in self.vms]
 
 
 def _device_order(device: str) -> tuple[int, str]:

@@ -227,6 +227,8 @@ class PoolWatcher:
                     burst.new_vm_refs.add(ref)
 
     def _evaluate(self, burst: _Burst) -> None:
+        """Judge a burst against the gateway's inventory, the same one commands read: patched with
+        the records that changed (bot/xen/patch.py), so a burst costs what it touched."""
         self.outside.flush(self.gateway.inventory)
         inventory = self.gateway.inventory()
         affected: set[str] = set()

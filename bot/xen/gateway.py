@@ -32,7 +32,7 @@ from bot import metrics
 from bot.domain.model import InterfaceKind, PoolInventory
 from bot.settings import PoolSettings
 from bot.xen.errors import ObjectGone, XapiAuthFailed, XapiError, XapiUnavailable, XenError
-from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror
+from bot.xen.mirror import INVENTORY_CLASSES, RecordMirror, compact_all
 from bot.xen.records import Records, build_inventory
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,11 @@ class PoolGateway:
                     changed = mirror.absorb(result)
                     changed |= self._reread_stale(mirror, result)
                     if changed:
-                        mirror.inventory = self._build(mirror.records)
+                        # Patched, not rebuilt: a new snapshot sharing every model the batch left alone.
+                        hosts = mirror.inventory.hosts
+                        inventory = mirror.refresh()
+                        if inventory.hosts is not hosts:
+                            self._remember_hosts(h.address for h in inventory.hosts.values())
                     return mirror
         return self._full_read()
 
@@ -271,14 +275,15 @@ class PoolGateway:
                  self.name, ", ".join(stale))
         read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), stale)
         for cls, found in zip(stale, read, strict=True):
-            mirror.records[cls] = dict(found)
+            mirror.replace(cls, found)
         return True
 
     def _full_read(self) -> RecordMirror:
         epoch = self._epoch
         token = self._event_token()
-        read = self.map(lambda cls: self.call(f"{cls}.get_all_records"), INVENTORY_CLASSES)
-        records = {cls: dict(found) for cls, found in zip(INVENTORY_CLASSES, read, strict=True)}
+        # Compacted as each class arrives (see mirror.compact), so the parsed originals go at once.
+        read = self.map(lambda cls: compact_all(self.call(f"{cls}.get_all_records")), INVENTORY_CLASSES)
+        records = dict(zip(INVENTORY_CLASSES, read, strict=True))
         return RecordMirror(token if epoch == self._epoch else "", self._epoch, records, self._build(records))
 
     def event_token(self) -> str:
@@ -304,16 +309,8 @@ class PoolGateway:
             return ""
 
     def _build(self, records: Mapping[str, Records]) -> PoolInventory:
-        inventory = build_inventory(
-            self.name,
-            pools=records["pool"],
-            hosts=records["host"],
-            vms=records["VM"],
-            guest_metrics=records["VM_guest_metrics"],
-            vifs=records["VIF"],
-            pifs=records["PIF"],
-            networks=records["network"],
-        )
+        """A whole inventory, after a full read only (later ones are patched: RecordMirror.refresh)."""
+        inventory = build_inventory(self.name, records)
         self._remember_hosts(h.address for h in inventory.hosts.values())
         return inventory
 

@@ -15,18 +15,24 @@ measures, in one run:
 
 Prints a human summary, then one JSON line:
 {"interfaces", "baseline_s", "xenbot_s", "speedup", "xenbot_calls", "lower_bound_s",
- "ratio_to_bound", "rerun_writes"} where lower_bound_s = writes needed x latency / concurrency.
+ "ratio_to_bound", "rerun_writes", "calls_per_interface", "peak_rss_mb"} where lower_bound_s =
+writes needed x latency / concurrency, calls_per_interface = xenbot's XAPI calls during the apply
+/ interfaces, and peak_rss_mb = this process's highest resident set while xenbot applied
+(sampled every 20 ms from /proc/self/statm; the baseline's memory is freed before).
 Not part of the test run (pytest does not collect tests/benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xmlrpc.client
 from collections.abc import Iterator
@@ -64,6 +70,29 @@ def simulator(vms: int, latency_ms: float) -> Iterator[tuple[str, str]]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextmanager
+def rss_sampler(every: float = 0.02) -> Iterator[list[float]]:
+    """The highest resident set size (MB) of this process while the block runs."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/statm") as statm:
+                peak[0] = max(peak[0], int(statm.read().split()[1]) * page / 2**20)
+            if done.wait(every):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
 
 
 def call_counts(url: str) -> dict[str, int]:
@@ -119,9 +148,10 @@ def xenbot_apply(url: str, password: str, concurrency: int, folder: Path) -> dic
             interfaces = len(request.plan["interfaces"])
         services.changes.approve("U0LEAD", request.id)
         reset_counts(url)
-        started = time.perf_counter()
-        final = services.apply.execute(request.id, "U0LEAD")
-        elapsed = time.perf_counter() - started
+        with rss_sampler() as peak:
+            started = time.perf_counter()
+            final = services.apply.execute(request.id, "U0LEAD")
+            elapsed = time.perf_counter() - started
         counts = call_counts(url)
         reset_counts(url)
         rerun_started = time.perf_counter()
@@ -140,6 +170,7 @@ def xenbot_apply(url: str, password: str, concurrency: int, folder: Path) -> dic
             "rerun_s": rerun_s,
             "rerun_writes": rerun_writes,
             "rerun_says": rerun.text,
+            "peak_rss_mb": peak[0],
         }
     finally:
         services.close()
@@ -153,6 +184,7 @@ def main() -> int:
     args = parser.parse_args()
     with simulator(args.vms, args.latency_ms) as (url_a, password_a):
         baseline_s, interfaces = baseline(url_a, password_a)
+    gc.collect()
     print(f"baseline: {interfaces} interfaces x 6 modes, remove+add each, sequential: {baseline_s:.1f} s", flush=True)
     with simulator(args.vms, args.latency_ms) as (url_b, password_b), tempfile.TemporaryDirectory() as folder:
         result = xenbot_apply(url_b, password_b, args.concurrency, Path(folder))
@@ -172,6 +204,8 @@ def main() -> int:
         "lower_bound_s": round(lower_bound, 3),
         "ratio_to_bound": round(result["seconds"] / lower_bound, 2),
         "rerun_writes": result["rerun_writes"],
+        "calls_per_interface": round(result["calls"] / result["interfaces"], 2),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
     }
     print(json.dumps(figures))
     return 0

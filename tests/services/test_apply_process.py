@@ -84,6 +84,28 @@ def test_building_the_cli_leaves_prometheus_unimported_so_serve_can_share_metric
     assert out.stdout.strip() == "False"
 
 
+def test_an_apply_process_reads_its_pools_before_the_first_approval(sim, db_url):
+    """The first approval must not pay the child's full read of the pool (3.9 s at 5,000 VMs):
+    children read their pools in the background as they start and keep them current."""
+    services, _ = stack(sim, db_url)
+    request_id = request(services, Scope("pool", "demo"), "tx")
+    services.changes.approve(LEAD, request_id)
+    sim.reset_call_counts()
+    processes = ApplyProcesses(services.settings, null_messenger, processes=1)
+    try:
+        deadline = time.monotonic() + 60
+        classes = ("pool", "host", "VM", "VM_guest_metrics", "VIF", "PIF", "network")
+        while not all(sim.call_counts().get(f"{c}.get_all_records") for c in classes):  # the child's warm-up
+            assert time.monotonic() < deadline, "the apply process never read its pool"
+            time.sleep(0.1)
+        sim.reset_call_counts()
+        assert processes.submit(request_id, LEAD).result(timeout=60) == State.APPLIED
+        full_reads = {m: n for m, n in sim.call_counts().items() if m.endswith(".get_all_records")}
+        assert full_reads == {}, f"the approval paid a full read: {full_reads}"
+    finally:
+        processes.close()
+
+
 PARENT = """
 import pickle, sys, time
 from bot.services.apply_process import ApplyProcesses

@@ -52,6 +52,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 import urllib.parse
@@ -328,6 +329,7 @@ class FakeSlack:
         self._ts_micros = itertools.count(1_700_000_000_000_100, 100)
         self._calls: list[RecordedCall] = []
         self._faults: dict[str, list[_Fault]] = {}
+        self._rate_limited: dict[str, float] = {}  # method -> monotonic time its 429s end
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._files: dict[str, UploadedFile] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
@@ -571,10 +573,19 @@ class FakeSlack:
         """
         self._add_fault(method, _Fault(drop=True, remaining=count))
 
+    def rate_limit(self, method: str, seconds: float) -> None:
+        """Answer every call to ``method`` with HTTP 429 for the next ``seconds``, as Slack does
+        while a method's rate limit is exceeded: ``{"ok": false, "error": "ratelimited"}`` and a
+        ``Retry-After`` header giving the whole seconds until calls are accepted again (at least 1).
+        The calls are recorded (``status`` 429) like any other."""
+        with self._cond:
+            self._rate_limited[method] = time.monotonic() + seconds
+
     def clear_faults(self) -> None:
         """Forget all pending injected faults."""
         with self._cond:
             self._faults.clear()
+            self._rate_limited.clear()
 
     def _add_fault(self, method: str, fault: _Fault) -> None:
         if fault.remaining < 1:
@@ -584,6 +595,12 @@ class FakeSlack:
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._cond:
+            until = self._rate_limited.get(method)
+            if until is not None:
+                left = until - time.monotonic()
+                if left > 0:
+                    return _Fault(status=429, error="ratelimited", retry_after=max(1, math.ceil(left)))
+                del self._rate_limited[method]
             for key in (method, "*"):
                 queue = self._faults.get(key)
                 if queue:
@@ -719,6 +736,7 @@ class FakeSlack:
         with self._cond:
             self._calls.clear()
             self._faults.clear()
+            self._rate_limited.clear()
             self._messages.clear()
             self._files.clear()
             self._response_urls.clear()

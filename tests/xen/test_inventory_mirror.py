@@ -7,6 +7,7 @@ the pool), and the inventory must show each of them without reading the pool aga
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -179,3 +180,21 @@ def test_a_write_during_the_full_read_is_not_missed(sim, other_tool):
     finally:
         gateway.close()
 
+
+
+def test_one_copy_of_each_record_and_of_each_string(sim, gateway, other_tool):
+    """At 5,000 VMs the records are most of serve's memory: the models keep views of the mirror's
+    records (no copy per model or index), and field names and refs are stored once (interned)."""
+    inventory = gateway.inventory()
+    vif = vif_of(gateway, "win7-kiosk")
+    other_tool.VIF.add_to_other_config(vif.ref, "ethtool-gso", "off")  # one record arrives as an event
+    inventory = gateway.inventory()
+    records = gateway._mirror.records  # type: ignore[union-attr]
+    for model in [inventory.vifs[vif.ref], *list(inventory.vifs.values())[:3], *list(inventory.pifs.values())[:3]]:
+        table = records["VIF" if model.kind == "vif" else "PIF"]
+        assert gc.get_referents(model.params) == [table[model.ref]]
+        assert gc.get_referents(model.other_config) == [table[model.ref]["other_config"]]
+    evented, read = records["VIF"][vif.ref], next(r for ref, r in records["VIF"].items() if ref != vif.ref)
+    assert next(k for k in evented if k == "uuid") is next(k for k in read if k == "uuid")
+    vm_refs = {id(ref) for ref in records["VM"]}
+    assert id(evented["VM"]) in vm_refs and id(read["VM"]) in vm_refs
