@@ -14,9 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from bot.db.models import ChangeRequest, ChangeResult
+from bot.db.models import ChangeRequest
 from bot.domain.activation import (
     ACTIVATION_TEXT,
     LEFT_OFF,
@@ -32,7 +30,7 @@ from bot.domain.changes import InterfacePlan, Plan
 from bot.domain.model import Pif, PoolInventory, Vif
 from bot.render import changes as render
 from bot.render.stranded import stranded_page
-from bot.services.apply_recover import outcome_for
+from bot.services.apply_recover import left_to_do, outcome_for
 from bot.services.apply_results import Collector, Outcome
 from bot.xen.errors import XapiUnavailable, XenError
 from bot.xen.gateway import PoolGateway
@@ -78,18 +76,10 @@ def resume_activation(service: ApplyService, request: ChangeRequest) -> State | 
     not done and stays pending, so nobody is told it took effect when it may not have."""
     if not service._claim(request, (State.APPLYING,), "system"):
         return None
-    plan = Plan.from_json(request.plan)
-    with service.sessions() as session:
-        done = set(
-            session.scalars(select(ChangeResult.interface_uuid).where(ChangeResult.request_id == request.id))
-        )
-    remaining = [i for i in plan.interfaces if i.uuid not in done]
-    gateway = service.gateways.get(request.pool)
-    try:
-        inventory = gateway.inventory()
-    except XenError as exc:
-        service.post_in_thread(request, render.apply_postponed(request, str(exc)))
+    left = left_to_do(service, request)
+    if left is None:
         return State.APPLYING
+    done, remaining, gateway, inventory = left
     service.post_in_thread(request, render.resumed(request, len(done), 0, len(remaining)))
     return _run(service, request, gateway, inventory, remaining, resumed=True)
 

@@ -10,11 +10,13 @@ from sqlalchemy import select
 from bot.db.models import ChangeRequest, ChangeResult
 from bot.domain.approvals import State
 from bot.domain.changes import InterfacePlan, Plan
+from bot.domain.model import PoolInventory
 from bot.domain.outcomes import KeyState, judge
 from bot.render import changes as render
 from bot.services.apply_execute import apply_interfaces
 from bot.services.apply_results import Outcome
 from bot.xen.errors import XenError
+from bot.xen.gateway import PoolGateway
 
 if TYPE_CHECKING:
     from bot.services.apply import ApplyService
@@ -30,18 +32,10 @@ def resume(service: ApplyService, request: ChangeRequest) -> State | None:
         return None
     if request.kind in service.finishers:
         return service.finishers[request.kind](request, "system")
-    plan = Plan.from_json(request.plan)
-    with service.sessions() as session:
-        done = set(
-            session.scalars(select(ChangeResult.interface_uuid).where(ChangeResult.request_id == request.id))
-        )
-    remaining = [i for i in plan.interfaces if i.uuid not in done]
-    gateway = service.gateways.get(request.pool)
-    try:
-        inventory = gateway.inventory()
-    except XenError as exc:
-        service.post_in_thread(request, render.apply_postponed(request, str(exc)))
+    left = left_to_do(service, request)
+    if left is None:
         return State.APPLYING
+    done, remaining, _gateway, inventory = left
     gone: list[Outcome] = []
     to_finish: list[InterfacePlan] = []
     live: dict[str, dict[str, str]] = {}
@@ -66,6 +60,26 @@ def resume(service: ApplyService, request: ChangeRequest) -> State | None:
         request, render.resumed(request, len(done), at_target, len(to_finish) - at_target, foreign, len(gone))
     )
     return apply_interfaces(service, request, to_finish, resumed=True, live=live)
+
+
+def left_to_do(
+    service: ApplyService, request: ChangeRequest
+) -> tuple[set[str], list[InterfacePlan], PoolGateway, PoolInventory] | None:
+    """What a dead holder left: the interfaces recorded, those without a result, and the pool as it
+    is now; None when the pool does not answer (the thread is told; recovery tries again)."""
+    plan = Plan.from_json(request.plan)
+    with service.sessions() as session:
+        done = set(
+            session.scalars(select(ChangeResult.interface_uuid).where(ChangeResult.request_id == request.id))
+        )
+    remaining = [i for i in plan.interfaces if i.uuid not in done]
+    gateway = service.gateways.get(request.pool)
+    try:
+        inventory = gateway.inventory()
+    except XenError as exc:
+        service.post_in_thread(request, render.apply_postponed(request, str(exc)))
+        return None
+    return done, remaining, gateway, inventory
 
 
 def outcome_for(item: InterfacePlan, status: str, after: dict[str, str | None] | None, error: str | None) -> Outcome:
