@@ -73,3 +73,47 @@ def test_home_form_and_shortcut_over_socket_mode(sim, fake_slack, fake_socket_mo
         home.stop(app)
         close_socket_mode_client(handler.client, fake_socket_mode)
         services.close()
+
+
+def test_traffic_button_over_socket_mode_sends_the_chart_privately(sim, fake_slack, fake_socket_mode, database_url):
+    """Issue 18 §4 through Socket Mode: the "Traffic, last hour" button of /xen vif uploads the PNG
+    to the presser's direct messages, as it does over HTTP (tests/handlers/test_traffic_charts.py)."""
+    import time
+
+    from bot.render.ids import Action
+    from handlers.messenger import SlackMessenger
+    from tests.slack.signing import block_actions_payload, slash_command_payload
+
+    settings = bot_settings({"demo": sim}, fake_slack, database_url)
+    settings = settings.model_copy(
+        update={"slack": settings.slack.model_copy(update={"app_token": SecretStr(APP_TOKEN)})}
+    )
+    client = web_client(settings)
+    services = build(settings, messenger=SlackMessenger(client))  # as `xenbot serve` builds it
+    app = build_app(services, client)
+    handler = socket_mode_handler(app, APP_TOKEN, client)
+    handler.connect()
+    try:
+        fake_socket_mode.wait_for_connection()
+        url = fake_slack.response_url()
+        envelope = fake_socket_mode.send_slash_command(slash_command_payload("vif win7-kiosk:0", response_url=url))
+        assert fake_socket_mode.wait_for_ack(envelope, timeout=3.0)
+        answer = fake_slack.wait_for("response_url", timeout=10)[-1].body
+        traffic = next(e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]
+                       if e["action_id"] == Action.TRAFFIC)
+        clicked = fake_slack.response_url()
+        envelope = fake_socket_mode.send_interactive(
+            block_actions_payload(Action.TRAFFIC, traffic["value"], response_url=clicked, is_ephemeral=True)
+        )
+        assert fake_socket_mode.wait_for_ack(envelope, timeout=3.0)
+        deadline = time.monotonic() + 30
+        while not [f for f in fake_slack.uploads() if f.completed and f.filename == "traffic-win7-kiosk.png"]:
+            said = [str(c.body)[:300] for c in fake_slack.calls("response_url")][1:]
+            assert time.monotonic() < deadline, f"no chart uploaded; the click answered {said}"
+            time.sleep(0.05)
+        chart = [f for f in fake_slack.uploads() if f.filename == "traffic-win7-kiosk.png"][-1]
+        assert chart.content.startswith(b"\x89PNG") and (chart.channel_id or "").startswith("D")
+    finally:
+        home.stop(app)
+        close_socket_mode_client(handler.client, fake_socket_mode)
+        services.close()
