@@ -185,11 +185,18 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
             return render.offload_form(forms.pools, form.pool, form.kind, [nothing_to_do(plan).text])
         return render.plan_summary(plan, form.metadata())
 
-    def on_form(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user = (body.get("user") or {}).get("id", "")
+    def admitted(ack: Ack, body: dict[str, Any], title: str) -> str | None:
+        """The submitter's user id, or None after answering (in the ack) that they may not use forms."""
+        user = str((body.get("user") or {}).get("id", ""))
         decision = forms.may_use(user)
-        if not decision.allowed:
-            ack(response_action="update", view=render.message_view("Change offloading", f"Sorry, {decision.reason}."))
+        if decision.allowed:
+            return user
+        ack(response_action="update", view=render.message_view(title, f"Sorry, {decision.reason}."))
+        return None
+
+    def on_form(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = admitted(ack, body, "Change offloading")
+        if user is None:
             return
         form = form_of(view)
         errors = form.problems()
@@ -203,10 +210,8 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
         safely(client, view_id, "offload form request", lambda: render.answered(forms.request(user, form)))
 
     def on_summary(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user = (body.get("user") or {}).get("id", "")
-        decision = forms.may_use(user)
-        if not decision.allowed:
-            ack(response_action="update", view=render.message_view("Change offloading", f"Sorry, {decision.reason}."))
+        user = admitted(ack, body, "Change offloading")
+        if user is None:
             return
         form = OffloadForm.from_metadata(_metadata(view))
         ack(response_action="update", view=render.working("Requesting approval"))
@@ -216,10 +221,8 @@ def register(app: App, services: Services, work: WorkPool) -> FormService:
         safely(client, view_id, "policy form request", lambda: render.answered(forms.request_policy(user, form)))
 
     def on_policy(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user = (body.get("user") or {}).get("id", "")
-        decision = forms.may_use(user)
-        if not decision.allowed:
-            ack(response_action="update", view=render.message_view("Offload policy", f"Sorry, {decision.reason}."))
+        user = admitted(ack, body, "Offload policy")
+        if user is None:
             return
         form = policy_of(view)
         errors = form.problems()

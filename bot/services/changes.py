@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import select
 
@@ -119,7 +120,7 @@ class ChangeService(ChangeApprovals):
             raise ChangeError(refusal)
         if not plan.interfaces:
             return render.nothing_to_do(plan)
-        request = self.create_request(
+        return self._ask(
             kind="offload",
             plan=plan,
             requester=requester,
@@ -127,10 +128,14 @@ class ChangeService(ChangeApprovals):
             reason=reason,
             scope_target=scope.target,
         )
-        self.post_for_approval(request, plan)
-        return render.request_posted(request, plan)
 
     # -- revert and activation requests -------------------------------------------------
+
+    def _ask(self, *, plan: Plan, note: str | None = None, **request: Any) -> Reply:
+        """Record a request, post its card for approval, and tell the asker where it is."""
+        created = self.create_request(plan=plan, **request)
+        self.post_for_approval(created, plan, note=note)
+        return render.request_posted(created, plan)
 
     def request_revert(self, requester: str, channel: str | None, request_id: int) -> Reply:
         with self.sessions() as session:
@@ -144,7 +149,7 @@ class ChangeService(ChangeApprovals):
         plan = plan_restore(inventory, written, f"revert of #{request_id} ({original.scope_label})")
         if not plan.interfaces:
             return render.nothing_to_do(plan)
-        request = self.create_request(
+        return self._ask(
             kind="revert",
             plan=plan,
             requester=requester,
@@ -153,8 +158,6 @@ class ChangeService(ChangeApprovals):
             scope_target=original.pool,
             parent_id=request_id,
         )
-        self.post_for_approval(request, plan)
-        return render.request_posted(request, plan)
 
     def request_activation(self, requester: str, channel: str | None, request_id: int) -> Reply:
         with self.sessions() as session:
@@ -174,7 +177,7 @@ class ChangeService(ChangeApprovals):
             raise ChangeError(
                 f"change #{request_id} has nothing that xenbot can activate now" + (f": {why}" if why else "")
             )
-        request = self.create_request(
+        return self._ask(
             kind="activate",
             plan=plan,
             requester=requester,
@@ -182,9 +185,8 @@ class ChangeService(ChangeApprovals):
             reason=f"activate change #{request_id}",
             scope_target=original.pool,
             parent_id=request_id,
+            note=render.ACTIVATION_WARNING,
         )
-        self.post_for_approval(request, plan, note=render.ACTIVATION_WARNING)
-        return render.request_posted(request, plan)
 
     def request_repair(self, requester: str, channel: str | None, activation_id: int, kind: str) -> Reply:
         """Ask (through the usual approval) to start the VMs, or plug the VIFs, that an
@@ -210,7 +212,7 @@ class ChangeService(ChangeApprovals):
                                              "the VIF is plugged again, or its VM is not running")
             raise ChangeError(f"nothing to ask for: {back}")
         labels = plan.scope_label
-        request = self.create_request(
+        return self._ask(
             kind=kind,
             plan=plan,
             requester=requester,
@@ -218,9 +220,9 @@ class ChangeService(ChangeApprovals):
             reason=f"{'start' if kind == 'start-vm' else 'plug'} {labels}, left off by activation #{activation_id}",
             scope_target=original.pool,
             parent_id=activation_id,
+            note=render.REPAIR_NOTE,
         )
-        self.post_for_approval(request, plan, note=render.REPAIR_NOTE)
-        return render.request_posted(request, plan)
+
 
 def _offloadable(iface: Interface) -> bool:
     """Under Open vSwitch (the default) ethtool keys on bond-master and VLAN PIFs reach no device:
